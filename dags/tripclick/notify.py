@@ -1,0 +1,102 @@
+"""Slack messages: an alert for every failed task and a summary when the day is done.
+
+A notification that cannot be delivered is logged and swallowed: Slack being down must never
+fail (or retry) the pipeline it reports on.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime, timezone
+from typing import Any
+
+from tripclick import config
+from tripclick.run_context import event_date
+
+log = logging.getLogger(__name__)
+
+TIMING_XCOM_KEY = "stage_timing"
+# The stages reported in the summary, in pipeline order.
+SUMMARY_STAGES = (
+    "preflight",
+    "producer_server0",
+    "producer_server1",
+    "streaming_to_silver",
+    "batch_to_bronze",
+    "etl_to_gold",
+)
+
+
+def post_to_slack(text: str) -> bool:
+    """Send ``text`` to the slack_webhook Connection; False (logged) when it cannot be delivered."""
+    try:
+        from airflow.providers.slack.hooks.slack_webhook import SlackWebhookHook
+
+        SlackWebhookHook(slack_webhook_conn_id=config.SLACK_CONN_ID, timeout=10).send(text=text)
+    except Exception:  # noqa: BLE001 - any delivery failure is reported the same way
+        log.exception("Slack notification via Connection %r failed; the pipeline carries on", config.SLACK_CONN_ID)
+        return False
+    return True
+
+
+def failure_message(context: Any) -> str:
+    ti = context["ti"]
+    error = context.get("exception")
+    first_line = str(error).strip().splitlines()[0] if error else "unknown error"
+    return (
+        f":red_circle: *{ti.dag_id}* task *{ti.task_id}* failed\n"
+        f"date: {event_date(context)}   try: {ti.try_number}   run: {ti.run_id}\n"
+        f"error: {first_line}\n"
+        f"log: {ti.log_url}"
+    )
+
+
+def alert_failure(context: Any) -> None:
+    """on_failure_callback of every task."""
+    post_to_slack(failure_message(context))
+
+
+def record_stage_timing(context: Any, result: Any = None) -> None:
+    """post_execute hook: remember when the stage started and how long it ran, for the summary."""
+    ti = context["ti"]
+    started = ti.start_date or datetime.now(timezone.utc)
+    ended = datetime.now(timezone.utc)
+    ti.xcom_push(
+        key=TIMING_XCOM_KEY,
+        value={"start": started.isoformat(), "duration_s": round((ended - started).total_seconds(), 1)},
+    )
+
+
+def _format_duration(seconds: float) -> str:
+    minutes, secs = divmod(int(round(seconds)), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h{minutes:02d}m{secs:02d}s" if hours else f"{minutes}m{secs:02d}s"
+
+
+def summary_message(day: str, dag_id: str, rows: list[dict[str, Any]]) -> str:
+    lines = [f":large_green_circle: *{dag_id}* finished for {day}"]
+    for row in rows:
+        duration = "-" if row["duration_s"] is None else _format_duration(row["duration_s"])
+        lines.append(f"- {row['stage']}: {row['state']}, started {row['start'] or '-'}, took {duration}")
+    return "\n".join(lines)
+
+
+def notify_completion(**context: Any) -> str:
+    """The last task: post the day's summary (stage, start, duration, state)."""
+    ti = context["ti"]
+    states = ti.get_task_states(dag_id=ti.dag_id, task_ids=list(SUMMARY_STAGES), run_ids=[ti.run_id])
+    run_states = states.get(ti.run_id, {})
+    rows = []
+    for stage in SUMMARY_STAGES:
+        timing = ti.xcom_pull(task_ids=stage, key=TIMING_XCOM_KEY) or {}
+        rows.append(
+            {
+                "stage": stage,
+                "state": run_states.get(stage, "unknown"),
+                "start": timing.get("start"),
+                "duration_s": timing.get("duration_s"),
+            }
+        )
+    text = summary_message(event_date(context), ti.dag_id, rows)
+    post_to_slack(text)
+    return text

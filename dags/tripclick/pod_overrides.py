@@ -1,0 +1,56 @@
+"""Per-task KubernetesExecutor pod overrides, kept in one place.
+
+- Spark tasks run the client-mode driver, which executors on the Spark cluster call back: they
+  use the node's network (hostNetwork) and learn the node's IP from the downward API as
+  ``SPARK_DRIVER_HOST``. No other task gets host networking.
+- Every task gets requests and limits from the task policy, so the 15:00 peak (two producers and
+  the streaming driver at once) is sized, not guessed.
+- The Docker TLS client material is NOT added here: the chart mounts the ``tripclick-docker-tls``
+  Secret into the pod template (values/base.yaml, workers.extraVolumes), at the path that Variable
+  ``tripclick_docker_tls_dir`` defaults to. Adding it twice would give the pod two volumes of
+  one name, which the API server rejects.
+
+Only the executor reads these; the LocalExecutor of `make demo` ignores them.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from kubernetes.client import models as k8s
+
+from tripclick.config import DRIVER_HOST_ENV
+
+# The pod template's task container is named "base"; overrides merge into it by that name.
+TASK_CONTAINER = "base"
+
+
+def _resources(pod: dict[str, Any]) -> k8s.V1ResourceRequirements:
+    return k8s.V1ResourceRequirements(requests=pod.get("requests"), limits=pod.get("limits"))
+
+
+def task_pod(pod: dict[str, Any]) -> dict[str, Any]:
+    """executor_config for an ordinary task: its resources only."""
+    return {
+        "pod_override": k8s.V1Pod(
+            spec=k8s.V1PodSpec(containers=[k8s.V1Container(name=TASK_CONTAINER, resources=_resources(pod))])
+        )
+    }
+
+
+def spark_driver_pod(pod: dict[str, Any]) -> dict[str, Any]:
+    """executor_config for a Spark task: host networking and the node IP as the driver host."""
+    node_ip = k8s.V1EnvVar(
+        name=DRIVER_HOST_ENV,
+        value_from=k8s.V1EnvVarSource(field_ref=k8s.V1ObjectFieldSelector(field_path="status.hostIP")),
+    )
+    return {
+        "pod_override": k8s.V1Pod(
+            spec=k8s.V1PodSpec(
+                host_network=True,
+                # Keep cluster DNS (the api-server, S3 endpoints) reachable on the host network.
+                dns_policy="ClusterFirstWithHostNet",
+                containers=[k8s.V1Container(name=TASK_CONTAINER, env=[node_ip], resources=_resources(pod))],
+            )
+        )
+    }

@@ -1,0 +1,190 @@
+"""The three Spark applications: spark-submit arguments and conf, resolved when the task starts.
+
+Client deploy mode: the driver runs inside the Airflow task, so executors on the Spark cluster
+must be able to call it back. The driver advertises ``SPARK_DRIVER_HOST`` (the node's IP in
+Kubernetes, where Spark tasks use host networking) on fixed ports that the cluster's firewall and
+the chart's NetworkPolicy open.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import os
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from tripclick import config
+from tripclick.run_context import event_date
+
+log = logging.getLogger(__name__)
+
+SPARK_VARIABLES = (
+    "tripclick_lake_root",
+    "tripclick_spark_apps_dir",
+    "tripclick_spark_jobs",
+    "tripclick_spark_conf",
+    "tripclick_spark_driver_host",
+    "tripclick_spark_driver_port",
+    "tripclick_spark_blockmanager_port",
+    "tripclick_transport",
+    "tripclick_kafka_brokers",
+    "tripclick_kafka_topic",
+    "tripclick_landing_dir",
+)
+
+# The Kafka source of Spark 4.x (Scala 2.13), matching the pinned pyspark. Only the jobs that
+# read Kafka need it, and only with the kafka transport.
+KAFKA_PACKAGE = "org.apache.spark:spark-sql-kafka-0-10_2.13:4.2.0"
+
+DEFAULT_JOBS: dict[str, dict[str, Any]] = {
+    # Long-running (about 1 h): one executor core is enough for ~150k events per day.
+    "streaming_to_silver": {
+        "application": "streaming_to_silver.py",
+        "reads_transport": True,
+        "packages": None,
+        "conf": {},
+        "executor_memory": "1g",
+        "executor_cores": 1,
+        "total_executor_cores": 1,
+        "driver_memory": "768m",
+        "extra_args": [],
+    },
+    "batch_to_bronze": {
+        "application": "batch_to_bronze.py",
+        "reads_transport": True,
+        "packages": None,
+        "conf": {},
+        "executor_memory": "1g",
+        "executor_cores": 1,
+        "total_executor_cores": 2,
+        "driver_memory": "768m",
+        "extra_args": [],
+    },
+    "etl_to_gold": {
+        "application": "etl_to_gold.py",
+        "reads_transport": False,
+        "packages": None,
+        "conf": {},
+        "executor_memory": "1g",
+        "executor_cores": 1,
+        "total_executor_cores": 2,
+        "driver_memory": "768m",
+        "extra_args": [],
+    },
+}
+_OVERRIDABLE = {
+    "application": str,
+    "packages": str,
+    "conf": dict,
+    "executor_memory": str,
+    "executor_cores": int,
+    "total_executor_cores": int,
+    "driver_memory": str,
+    "extra_args": list,
+}
+
+
+@dataclass(frozen=True)
+class SparkJobSpec:
+    name: str
+    application: str
+    application_args: list[str]
+    conf: dict[str, str]
+    packages: str | None
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _job_settings(job: str, overrides: dict[str, Any], problems: list[str]) -> dict[str, Any]:
+    settings = copy.deepcopy(DEFAULT_JOBS[job])
+    unknown_jobs = sorted(set(overrides) - set(DEFAULT_JOBS))
+    if unknown_jobs and job == config.SPARK_JOBS[0]:
+        problems.append(f"Variable 'tripclick_spark_jobs' names unknown job(s) {unknown_jobs}: use {list(DEFAULT_JOBS)}")
+    for key, value in (overrides.get(job) or {}).items():
+        expected = _OVERRIDABLE.get(key)
+        if expected is None:
+            problems.append(f"Variable 'tripclick_spark_jobs'.{job}: unknown key {key!r} (known: {sorted(_OVERRIDABLE)})")
+        elif not isinstance(value, expected) or isinstance(value, bool):
+            problems.append(
+                f"Variable 'tripclick_spark_jobs'.{job}.{key} must be a {expected.__name__}, got {value!r}"
+            )
+        else:
+            settings[key] = value
+    return settings
+
+
+def _driver_host(values: dict[str, Any], problems: list[str], in_driver: bool) -> str:
+    host = os.environ.get(config.DRIVER_HOST_ENV) or values["tripclick_spark_driver_host"]
+    # Only the Spark task's own pod knows its node IP; other tasks cannot judge it.
+    if not host and in_driver:
+        problems.append(
+            f"Spark driver host unknown: set env {config.DRIVER_HOST_ENV} in the task's environment "
+            "(Kubernetes: the node IP, set by the Spark pod override) or Variable 'tripclick_spark_driver_host'"
+        )
+    return host
+
+
+def spark_job(
+    job: str, day: str, values: dict[str, Any], problems: list[str], in_driver: bool = True
+) -> SparkJobSpec:
+    settings = _job_settings(job, values["tripclick_spark_jobs"], problems)
+    root = (values["tripclick_lake_root"] or "").rstrip("/")
+    args = ["--date", day, "--silver-path", f"{root}/silver", "--bronze-path", f"{root}/bronze"]
+    packages = settings["packages"]
+    if settings["reads_transport"]:
+        if values["tripclick_transport"] == "kafka":
+            brokers = config.require(values, "tripclick_kafka_brokers", problems, "when tripclick_transport is 'kafka'")
+            args += ["--source", "kafka", "--kafka-brokers", brokers or "", "--topic", values["tripclick_kafka_topic"]]
+            packages = KAFKA_PACKAGE if packages is None else packages
+        else:
+            landing = config.require(values, "tripclick_landing_dir", problems, "when tripclick_transport is 'landing'")
+            args += ["--source", "landing", "--landing-path", landing or ""]
+    args += [str(arg) for arg in settings["extra_args"]]
+
+    for name in ("tripclick_spark_conf",):
+        bad = {k: v for k, v in values[name].items() if not isinstance(v, (str, int, float)) or isinstance(v, bool)}
+        if bad:
+            problems.append(f"Variable {name!r}: values must be strings or numbers, got {bad}")
+    conf = {key: str(value) for key, value in values["tripclick_spark_conf"].items()}
+    conf.update({key: str(value) for key, value in settings["conf"].items()})
+    conf.update(
+        {
+            "spark.driver.host": _driver_host(values, problems, in_driver),
+            "spark.driver.port": str(values["tripclick_spark_driver_port"]),
+            "spark.driver.blockManager.port": str(values["tripclick_spark_blockmanager_port"]),
+            "spark.driver.memory": settings["driver_memory"],
+            "spark.executor.memory": settings["executor_memory"],
+            "spark.executor.cores": str(settings["executor_cores"]),
+            "spark.cores.max": str(settings["total_executor_cores"]),
+        }
+    )
+    return SparkJobSpec(
+        name=f"tripclick-{job}-{day}",
+        application=f"{values['tripclick_spark_apps_dir'].rstrip('/')}/{settings['application']}",
+        application_args=args,
+        conf=conf,
+        packages=packages or None,
+    )
+
+
+def resolve_spark_job(job: str, day: str) -> SparkJobSpec:
+    problems: list[str] = []
+    values = config.read_variables(SPARK_VARIABLES, problems)
+    config.get_connection(config.SPARK_CONN_ID, problems)
+    spec = spark_job(job, day, values, problems)
+    config.raise_if(problems)
+    return spec
+
+
+def bind_spark_job(job: str, context: Any) -> None:
+    """pre_execute hook of a Spark task: the day's application, arguments and conf."""
+    task = context["task"]
+    spec = resolve_spark_job(job, event_date(context))
+    task.name = spec.name
+    task.application = spec.application
+    task.application_args = spec.application_args
+    task.conf = spec.conf
+    task.packages = spec.packages
+    log.info("Spark job %s: %s %s", job, spec.application, " ".join(spec.application_args))
