@@ -85,7 +85,7 @@ def check_spark(day: str, problems: list[str]) -> None:
         with socket.create_connection((host, conn.port), timeout=SPARK_TIMEOUT_S):
             log.info("spark: master at %s:%s accepts connections", host, conn.port)
     except OSError as err:
-        problems.append(f"spark: Spark master at spark://{host}:{conn.port} does not accept connections: {err}")
+        problems.append(f"spark: Spark master at {host}:{conn.port} does not accept connections: {err}")
 
 
 def check_slack(problems: list[str]) -> None:
