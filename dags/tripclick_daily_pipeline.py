@@ -7,7 +7,7 @@ timeouts); every host, port, image, path and Spark setting is resolved when its 
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from functools import partial
 
 from airflow.providers.apache.spark.operators.spark_submit import SparkSubmitOperator
@@ -17,7 +17,7 @@ from airflow.providers.standard.sensors.date_time import DateTimeSensorAsync
 from airflow.sdk import DAG, CronTriggerTimetable
 
 from tripclick.config import SPARK_CONN_ID, SPARK_JOBS, WEB_SERVERS
-from tripclick.notify import alert_failure, notify_completion, record_stage_timing
+from tripclick.notify import alert_failure, record_stage_timing, send_completion_summary
 from tripclick.pod_overrides import spark_driver_pod, task_pod
 from tripclick.policy import load_policy
 from tripclick.preflight import run_preflight
@@ -54,7 +54,7 @@ with DAG(
     doc_md=DOC_MD,
     schedule=CronTriggerTimetable("0 15 * * *", timezone="UTC"),
     # The first day of the TripClick log; with catchup off this only bounds manual backfills.
-    start_date=datetime(2013, 1, 1, tzinfo=timezone.utc),
+    start_date=datetime(2013, 1, 1, tzinfo=UTC),
     catchup=False,
     max_active_runs=1,
     dagrun_timeout=timedelta(hours=8),
@@ -112,9 +112,9 @@ with DAG(
         for job, offset in (("batch_to_bronze", policy.bronze_offset), ("etl_to_gold", policy.gold_offset))
     }
 
-    notify = PythonOperator(
+    notify_completion = PythonOperator(
         task_id="notify_completion",
-        python_callable=notify_completion,
+        python_callable=send_completion_summary,
         executor_config=task_pod(policy["notify"].pod),
         **policy["notify"].operator_kwargs(),
     )
@@ -122,4 +122,4 @@ with DAG(
     preflight >> [*producers, spark["streaming_to_silver"], *waits.values()]
     [*producers, spark["streaming_to_silver"], waits["batch_to_bronze"]] >> spark["batch_to_bronze"]
     [spark["batch_to_bronze"], waits["etl_to_gold"]] >> spark["etl_to_gold"]
-    spark["etl_to_gold"] >> notify
+    spark["etl_to_gold"] >> notify_completion

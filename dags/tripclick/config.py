@@ -43,9 +43,7 @@ class ConfigError(ValueError):
 
     def __init__(self, problems: list[str]):
         self.problems = problems
-        super().__init__(
-            "tripclick pipeline configuration is invalid:\n" + "\n".join(f"  - {p}" for p in problems)
-        )
+        super().__init__("tripclick pipeline configuration is invalid:\n" + "\n".join(f"  - {p}" for p in problems))
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,7 @@ fail (or retry) the pipeline it reports on.
 from __future__ import annotations
 
 import logging
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from tripclick import config
@@ -59,8 +59,8 @@ def alert_failure(context: Any) -> None:
 def record_stage_timing(context: Any, result: Any = None) -> None:
     """post_execute hook: remember when the stage started and how long it ran, for the summary."""
     ti = context["ti"]
-    started = ti.start_date or datetime.now(timezone.utc)
-    ended = datetime.now(timezone.utc)
+    started = ti.start_date or datetime.now(UTC)
+    ended = datetime.now(UTC)
     ti.xcom_push(
         key=TIMING_XCOM_KEY,
         value={"start": started.isoformat(), "duration_s": round((ended - started).total_seconds(), 1)},
@@ -81,7 +81,7 @@ def summary_message(day: str, dag_id: str, rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-def notify_completion(**context: Any) -> str:
+def send_completion_summary(**context: Any) -> str:
     """The last task: post the day's summary (stage, start, duration, state)."""
     ti = context["ti"]
     states = ti.get_task_states(dag_id=ti.dag_id, task_ids=list(SUMMARY_STAGES), run_ids=[ti.run_id])

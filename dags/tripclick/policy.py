@@ -48,7 +48,13 @@ DEFAULT_POLICY: dict[str, dict[str, Any]] = {
         "timeout_s": 3600,
         "pod": _DRIVER_POD,
     },
-    "etl_to_gold": {"retries": 2, "retry_delay_s": 300, "max_retry_delay_s": 1800, "timeout_s": 3600, "pod": _DRIVER_POD},
+    "etl_to_gold": {
+        "retries": 2,
+        "retry_delay_s": 300,
+        "max_retry_delay_s": 1800,
+        "timeout_s": 3600,
+        "pod": _DRIVER_POD,
+    },
     "notify": {"retries": 0, "retry_delay_s": 60, "max_retry_delay_s": 60, "timeout_s": 120, "pod": _SMALL_POD},
     # Deferrable waits hold no slot; the timeout bounds how long past its target a wait may sit.
     "wait": {"retries": 0, "retry_delay_s": 60, "max_retry_delay_s": 60, "timeout_s": 6 * 3600, "pod": _SMALL_POD},
@@ -98,7 +104,9 @@ def _read_override() -> dict[str, Any]:
     try:
         value = json.loads(raw)
     except json.JSONDecodeError as err:
-        raise ConfigError([f"Variable {POLICY_VARIABLE!r} is not valid JSON ({err.msg} at position {err.pos})"]) from None
+        raise ConfigError(
+            [f"Variable {POLICY_VARIABLE!r} is not valid JSON ({err.msg} at position {err.pos})"]
+        ) from None
     if not isinstance(value, dict):
         raise ConfigError([f"Variable {POLICY_VARIABLE!r} must be a JSON object, got {type(value).__name__}"])
     return value

@@ -38,9 +38,7 @@ def check_docker(server: str, day: str, problems: list[str]) -> None:
 
     tls = endpoint.tls_paths()
     tls_config = (
-        docker.tls.TLSConfig(
-            client_cert=(tls["client_cert"], tls["client_key"]), ca_cert=tls["ca_cert"], verify=True
-        )
+        docker.tls.TLSConfig(client_cert=(tls["client_cert"], tls["client_key"]), ca_cert=tls["ca_cert"], verify=True)
         if tls
         else False
     )

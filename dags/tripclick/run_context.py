@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 
@@ -10,7 +10,7 @@ def scheduled_time(context: Any) -> datetime:
     """The run's scheduled time: its logical date, or when it was due for a run without one."""
     dag_run = context["dag_run"]
     moment = dag_run.logical_date or dag_run.run_after
-    return moment.astimezone(timezone.utc)
+    return moment.astimezone(UTC)
 
 
 def event_date(context: Any) -> str:

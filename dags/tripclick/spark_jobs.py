@@ -101,15 +101,17 @@ def _job_settings(job: str, overrides: dict[str, Any], problems: list[str]) -> d
     settings = copy.deepcopy(DEFAULT_JOBS[job])
     unknown_jobs = sorted(set(overrides) - set(DEFAULT_JOBS))
     if unknown_jobs and job == config.SPARK_JOBS[0]:
-        problems.append(f"Variable 'tripclick_spark_jobs' names unknown job(s) {unknown_jobs}: use {list(DEFAULT_JOBS)}")
+        problems.append(
+            f"Variable 'tripclick_spark_jobs' names unknown job(s) {unknown_jobs}: use {list(DEFAULT_JOBS)}"
+        )
     for key, value in (overrides.get(job) or {}).items():
         expected = _OVERRIDABLE.get(key)
         if expected is None:
-            problems.append(f"Variable 'tripclick_spark_jobs'.{job}: unknown key {key!r} (known: {sorted(_OVERRIDABLE)})")
-        elif not isinstance(value, expected) or isinstance(value, bool):
             problems.append(
-                f"Variable 'tripclick_spark_jobs'.{job}.{key} must be a {expected.__name__}, got {value!r}"
+                f"Variable 'tripclick_spark_jobs'.{job}: unknown key {key!r} (known: {sorted(_OVERRIDABLE)})"
             )
+        elif not isinstance(value, expected) or isinstance(value, bool):
+            problems.append(f"Variable 'tripclick_spark_jobs'.{job}.{key} must be a {expected.__name__}, got {value!r}")
         else:
             settings[key] = value
     return settings
@@ -126,9 +128,7 @@ def _driver_host(values: dict[str, Any], problems: list[str], in_driver: bool) -
     return host
 
 
-def spark_job(
-    job: str, day: str, values: dict[str, Any], problems: list[str], in_driver: bool = True
-) -> SparkJobSpec:
+def spark_job(job: str, day: str, values: dict[str, Any], problems: list[str], in_driver: bool = True) -> SparkJobSpec:
     settings = _job_settings(job, values["tripclick_spark_jobs"], problems)
     root = (values["tripclick_lake_root"] or "").rstrip("/")
     args = ["--date", day, "--silver-path", f"{root}/silver", "--bronze-path", f"{root}/bronze"]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -19,7 +19,7 @@ for key, value in DEV_ENV.items():
     os.environ.setdefault(key, value)
 
 EVENT_DATE = "2020-10-01"
-SCHEDULED = datetime(2020, 10, 1, 15, 0, tzinfo=timezone.utc)
+SCHEDULED = datetime(2020, 10, 1, 15, 0, tzinfo=UTC)
 
 
 @pytest.fixture(scope="session")

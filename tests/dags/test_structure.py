@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -34,9 +34,9 @@ def test_runs_daily_at_1500_utc_one_at_a_time(dag):
 
     assert (dag.timetable.expression, str(dag.timetable.timezone)) == ("0 15 * * *", "UTC")
     timetable = coerce_to_core_timetable(dag.timetable)
-    after = datetime(2026, 11, 26, 10, 0, tzinfo=timezone.utc)
+    after = datetime(2026, 11, 26, 10, 0, tzinfo=UTC)
     info = timetable.next_dagrun_info(last_automated_data_interval=None, restriction=_restriction(after))
-    assert info.run_after == datetime(2026, 11, 26, 15, 0, tzinfo=timezone.utc)
+    assert info.run_after == datetime(2026, 11, 26, 15, 0, tzinfo=UTC)
 
 
 def _restriction(earliest):
@@ -63,14 +63,14 @@ def test_waits_release_relative_to_the_scheduled_time(dag, task_id, hours):
 
 
 def test_backfill_of_an_old_date_does_not_wait(dag):
-    old = datetime(2019, 3, 4, 15, 0, tzinfo=timezone.utc)
+    old = datetime(2019, 3, 4, 15, 0, tzinfo=UTC)
     target = _render_target(dag, "wait_for_etl_to_gold_window", old)
-    assert target == datetime(2019, 3, 4, 18, 0, tzinfo=timezone.utc)
-    assert target < datetime.now(timezone.utc)
+    assert target == datetime(2019, 3, 4, 18, 0, tzinfo=UTC)
+    assert target < datetime.now(UTC)
 
 
 def test_manual_run_without_logical_date_waits_from_its_trigger_time(dag):
-    triggered = datetime(2026, 11, 26, 9, 30, tzinfo=timezone.utc)
+    triggered = datetime(2026, 11, 26, 9, 30, tzinfo=UTC)
     assert _render_target(dag, "wait_for_batch_to_bronze_window", None, run_after=triggered) == triggered + timedelta(
         hours=2
     )
@@ -86,7 +86,7 @@ def test_waits_are_deferrable_and_end_in_the_triggerer(dag):
 def test_event_date_is_the_utc_date_of_the_scheduled_time(dag):
     from tripclick.run_context import event_date
 
-    late = datetime(2020, 10, 1, 23, 59, tzinfo=timezone.utc)
+    late = datetime(2020, 10, 1, 23, 59, tzinfo=UTC)
     assert event_date(make_context(dag.get_task("preflight"), logical_date=late)) == "2020-10-01"
     kst_midnight = datetime.fromisoformat("2020-10-02T00:00:00+09:00")
     assert event_date(make_context(dag.get_task("preflight"), logical_date=kst_midnight)) == "2020-10-01"

@@ -1,0 +1,29 @@
+"""Golden-file comparison: `REBUILD_FIXTURES=1 make test` rewrites the files instead of comparing."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+GOLDEN_DIR = Path(__file__).parent / "golden"
+
+
+def rebuilding() -> bool:
+    return os.environ.get("REBUILD_FIXTURES") == "1"
+
+
+def assert_matches_golden(name: str, data: Any) -> None:
+    path = GOLDEN_DIR / name
+    text = json.dumps(data, indent=2, sort_keys=True) + "\n"
+    if rebuilding():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+        return
+    assert path.exists(), f"golden file {path} is missing: run `REBUILD_FIXTURES=1 make test-dags` and review it"
+    expected = path.read_text()
+    assert text == expected, (
+        f"{name} differs from its golden file; if the change is intended, run "
+        f"`REBUILD_FIXTURES=1 make test-dags` and review the diff.\n--- now ---\n{text}"
+    )
