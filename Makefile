@@ -40,3 +40,13 @@ bench: $(STAMP) ## Print benchmark figures (DAG cold import vs a trivial DAG)
 .PHONY: clean
 clean: ## Remove the virtual environment and caches
 	rm -rf $(VENV) .pytest_cache .ruff_cache
+
+# --- chart (issue 4) ---
+.PHONY: secrets
+secrets: $(STAMP) ## Create/update the Kubernetes Secrets from secrets/<ENV>.yaml (ENV=<name>; DRY_RUN=1 previews, redacted)
+	$(PY) scripts/make_secrets.py --env "$(ENV)" $(if $(DRY_RUN),--dry-run)
+
+.PHONY: test-chart
+test-chart: $(STAMP) ## Chart layer: overlay schemas, wrapper templates, full render (needs AIRFLOW_CHART_SOURCE), budget, executor view
+	$(PY) -m pytest tests/chart
+# --- end chart (issue 4) ---

@@ -1,0 +1,49 @@
+"""Chart layer fixtures: each overlay combination is rendered once per session.
+
+Full renders need the official chart's source ($AIRFLOW_CHART_SOURCE or chart/charts/ after
+`helm dependency build chart`); without it those tests skip and say how to run them.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.chart import chartlib
+
+
+@pytest.fixture(scope="session")
+def official_source() -> Path:
+    source, reason = chartlib.official_chart_source()
+    if source is None:
+        pytest.skip(reason)
+    return source
+
+
+@pytest.fixture(scope="session")
+def full_chart(tmp_path_factory, official_source) -> Path:
+    """The wrapper assembled with the official chart under charts/, outside the repository."""
+    return chartlib.assemble(tmp_path_factory.mktemp("full"), official_source)
+
+
+@pytest.fixture(scope="session")
+def wrapper_chart(tmp_path_factory) -> Path:
+    """The wrapper alone: only its own templates render (the dependency is absent on purpose)."""
+    return chartlib.assemble(tmp_path_factory.mktemp("wrapper"), None)
+
+
+@pytest.fixture(scope="session")
+def full_renders(full_chart) -> dict[str, dict[str, str]]:
+    return {
+        name: chartlib.render(full_chart, chartlib.overlay_values(files), full=True)
+        for name, files in chartlib.OVERLAYS.items()
+    }
+
+
+@pytest.fixture(scope="session")
+def wrapper_renders(wrapper_chart) -> dict[str, dict[str, str]]:
+    return {
+        name: chartlib.render(wrapper_chart, chartlib.overlay_values(files), full=False)
+        for name, files in chartlib.OVERLAYS.items()
+    }

@@ -1,0 +1,256 @@
+"""`make secrets`: input checks, no value ever printed, no key rotated by a rerun, and the Secrets it
+writes are exactly the ones the rendered release refers to.
+
+No Kubernetes API exists here, so the script's Secret store is swapped for a dict; everything
+else (parsing, validation, certificate checks, generation, manifests) is the real code.
+"""
+
+from __future__ import annotations
+
+import datetime
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.chart import chartlib
+
+_spec = importlib.util.spec_from_file_location("make_secrets", chartlib.REPO / "scripts" / "make_secrets.py")
+ms = importlib.util.module_from_spec(_spec)
+sys.modules["make_secrets"] = ms  # dataclasses look their module up here
+_spec.loader.exec_module(ms)
+
+WEBHOOK = "https://hooks.slack.com/services/T0TEST/B0TEST/s3cr3tW3bh00k"
+DB_PASSWORD = "db-pass-9f8e7d6c"
+
+
+class MemoryStore:
+    def __init__(self):
+        self.secrets: dict[str, dict[str, str]] = {}
+
+    def read(self, name):
+        return dict(self.secrets[name]) if name in self.secrets else None
+
+    def write(self, name, data):
+        before = self.secrets.get(name)
+        self.secrets[name] = dict(data)
+        return "created" if before is None else ("unchanged" if before == data else "updated")
+
+
+def _cert_pair(tmp: Path):
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    def name(cn):
+        return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
+
+    now = datetime.datetime.now(datetime.UTC)
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca = (
+        x509.CertificateBuilder()
+        .subject_name(name("test-ca"))
+        .issuer_name(name("test-ca"))
+        .public_key(ca_key.public_key())
+        .serial_number(1)
+        .not_valid_before(now)
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .sign(ca_key, hashes.SHA256())
+    )
+    key = ec.generate_private_key(ec.SECP256R1())
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name("client"))
+        .issuer_name(ca.subject)
+        .public_key(key.public_key())
+        .serial_number(2)
+        .not_valid_before(now)
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .sign(ca_key, hashes.SHA256())
+    )
+    pem = serialization.Encoding.PEM
+    (tmp / "ca.pem").write_bytes(ca.public_bytes(pem))
+    (tmp / "cert.pem").write_bytes(cert.public_bytes(pem))
+    nokey = serialization.NoEncryption()
+    (tmp / "key.pem").write_bytes(key.private_bytes(pem, serialization.PrivateFormat.PKCS8, nokey))
+    (tmp / "other-key.pem").write_bytes(
+        ec.generate_private_key(ec.SECP256R1()).private_bytes(pem, serialization.PrivateFormat.PKCS8, nokey)
+    )
+    from cryptography.hazmat.primitives.asymmetric import ed25519
+
+    ssh = ed25519.Ed25519PrivateKey.generate().private_bytes(pem, serialization.PrivateFormat.OpenSSH, nokey)
+    (tmp / "deploy_key").write_bytes(ssh)
+
+
+@pytest.fixture
+def files(tmp_path) -> Path:
+    _cert_pair(tmp_path)
+    return tmp_path
+
+
+def _doc(example: str, files: Path) -> dict:
+    doc = chartlib.load_yaml(chartlib.REPO / "secrets" / example)
+    doc["docker_tls"] = {k: str(files / f"{k}.pem") for k in ("ca", "cert", "key")}
+    doc["git_ssh_key"] = str(files / "deploy_key")
+    doc["connections"]["slack_webhook"] = WEBHOOK
+    if "connection" in doc["metadata_db"]:
+        doc["metadata_db"]["connection"] = f"postgresql+psycopg2://airflow:{DB_PASSWORD}@10.20.3.10:5432/airflow"
+    return doc
+
+
+@pytest.mark.parametrize("example", ["production.yaml.example", "kind.yaml.example"])
+def test_examples_show_every_key_and_validate_once_filled(example, files):
+    doc = chartlib.load_yaml(chartlib.REPO / "secrets" / example)
+    assert set(doc) == ms.TOP_KEYS
+    assert set(doc["connections"]) == set(ms.CONNECTION_IDS)
+    assert set(doc["docker_tls"]) == set(ms.TLS_FILES)
+    plan = ms.validate(_doc(example, files), env="x")
+    assert set(plan.data[ms.CONNECTIONS]) == {f"AIRFLOW_CONN_{c.upper()}" for c in ms.CONNECTION_IDS}
+
+
+def test_every_problem_is_reported_by_name_without_values(files):
+    doc = _doc("production.yaml.example", files)
+    doc["connections"]["docker_server0"] = "tcp://10.20.1.11:2375"
+    doc["connections"]["docker_server1"] = "10.20.1.12"
+    doc["connections"]["spark_cluster"] = "spark://:7077"
+    del doc["connections"]["slack_webhook"]
+    doc["docker_tls"]["ca"] = str(files / "missing.pem")
+    doc["docker_tls"]["key"] = str(files / "other-key.pem")
+    doc["metadata_db"]["connection"] = f"mysql://airflow:{DB_PASSWORD}@db/airflow"
+    doc["admin"]["username"] = "admin"
+    doc["extra"] = 1
+    with pytest.raises(ms.InputError) as caught:
+        ms.validate(doc, env="production")
+    problems = caught.value.problems
+    for name in (
+        "connections.docker_server0: port 2375",
+        "connections.docker_server1: expected tcp://",
+        "connections.spark_cluster: expected spark://",
+        "connections.slack_webhook: missing",
+        "docker_tls.ca: cannot read",
+        "docker_tls.key: does not belong to docker_tls.cert",
+        "metadata_db.connection: expected postgresql",
+        "admin.username:",
+        "extra: unknown key",
+    ):
+        assert any(p.startswith(name) for p in problems), (name, problems)
+    assert DB_PASSWORD not in "\n".join(problems)
+
+
+def test_a_file_that_is_not_a_certificate_is_named(files):
+    (files / "cert.pem").write_text("not a certificate\n")
+    with pytest.raises(ms.InputError) as caught:
+        ms.validate(_doc("production.yaml.example", files), env="production")
+    assert any(p.startswith("docker_tls.cert: not a PEM certificate") for p in caught.value.problems)
+
+
+def test_reruns_keep_generated_keys_and_update_changed_input(files):
+    store = MemoryStore()
+    doc = _doc("production.yaml.example", files)
+    first = ms.apply(ms.validate(doc, env="p"), store, log=lambda _: None)
+    assert set(first.values()) == {"created"}
+    keys = {name: store.read(name) for name in (ms.FERNET, ms.API_SECRET, ms.JWT, ms.ADMIN)}
+    from cryptography.fernet import Fernet
+
+    Fernet(store.read(ms.FERNET)["fernet-key"])  # a usable key, not just random text
+    doc["connections"]["spark_cluster"] = "spark://10.20.2.11:7077"
+    second = ms.apply(ms.validate(doc, env="p"), store, log=lambda _: None)
+    assert {name: store.read(name) for name in keys} == keys
+    assert second[ms.CONNECTIONS] == "updated"
+    assert second[ms.FERNET] == second[ms.JWT] == second[ms.ADMIN] == "unchanged"
+    admin = json.loads(store.read(ms.ADMIN)["passwords.json"])
+    assert list(admin) == ["tripclick-admin"] and len(admin["tripclick-admin"]) >= 20
+
+
+def test_bundled_database_gets_one_generated_password(files):
+    store = MemoryStore()
+    ms.apply(ms.validate(_doc("kind.yaml.example", files), env="kind"), store, log=lambda _: None)
+    password = store.read(ms.POSTGRESQL)["postgres-password"]
+    connection = store.read(ms.METADATA_DB)["connection"]
+    assert (
+        connection
+        == f"postgresql+psycopg2://postgres:{password}@tripclick-postgresql.airflow:5432/postgres?sslmode=disable"
+    )
+    ms.apply(ms.validate(_doc("kind.yaml.example", files), env="kind"), store, log=lambda _: None)
+    assert store.read(ms.POSTGRESQL)["postgres-password"] == password
+
+
+def test_dry_run_prints_redacted_manifests_only(files, tmp_path, capsys):
+    source = tmp_path / "production.yaml"
+    source.write_text(yaml.safe_dump(_doc("production.yaml.example", files)))
+    assert ms.main(["--env", "production", "--file", str(source), "--dry-run"]) == 0
+    out = capsys.readouterr()
+    printed = out.out + out.err
+    manifests = [yaml.safe_load(part) for part in printed.split("---\n")[1:]]
+    names = {m["metadata"]["name"] for m in manifests if isinstance(m, dict) and "metadata" in m}
+    assert names == {
+        ms.CONNECTIONS,
+        ms.DOCKER_TLS,
+        ms.GIT_SSH,
+        ms.METADATA_DB,
+        ms.FERNET,
+        ms.API_SECRET,
+        ms.JWT,
+        ms.ADMIN,
+    }
+    secrets_in_input = [WEBHOOK, DB_PASSWORD, (files / "key.pem").read_text().splitlines()[1]]
+    secrets_in_input.append((files / "deploy_key").read_text().splitlines()[1])
+    for value in secrets_in_input:
+        assert value not in printed
+    assert ms.REDACTED in printed
+
+
+def test_bad_input_exits_non_zero_naming_the_file(files, tmp_path, capsys):
+    source = tmp_path / "broken.yaml"
+    source.write_text("connections: [\n")
+    assert ms.main(["--env", "broken", "--file", str(source), "--dry-run"]) == 2
+    assert "is not valid YAML" in capsys.readouterr().err
+    assert ms.main(["--env", "nosuchenv", "--dry-run"]) == 2
+    err = capsys.readouterr().err
+    assert "secrets/nosuchenv.yaml not found" in err and "production.yaml.example" in err
+
+
+def _references(objs: list[dict]) -> set[tuple[str, str | None]]:
+    """(secret, key) pairs a release's pods need; key None = the whole Secret as a volume."""
+    refs: set[tuple[str, str | None]] = set()
+
+    def walk(node):
+        if isinstance(node, dict):
+            if "secretKeyRef" in node:
+                refs.add((node["secretKeyRef"]["name"], node["secretKeyRef"]["key"]))
+            if "secretRef" in node:
+                refs.add((node["secretRef"]["name"], None))
+            if "secret" in node and isinstance(node["secret"], dict) and "secretName" in node["secret"]:
+                items = node["secret"].get("items") or [{"key": None}]
+                refs.update((node["secret"]["secretName"], item["key"]) for item in items)
+            for value in node.values():
+                walk(value)
+        elif isinstance(node, list):
+            for value in node:
+                walk(value)
+
+    for obj in objs:
+        walk(chartlib.strip_source(obj))
+        if obj["kind"] == "ConfigMap" and obj["metadata"]["name"] == f"{chartlib.RELEASE}-config":
+            walk(chartlib.pod_template(objs))
+    return refs
+
+
+@pytest.mark.parametrize(
+    ("combo", "example"), [("base+k3s-ec2", "production.yaml.example"), ("base+kind", "kind.yaml.example")]
+)
+def test_make_secrets_creates_what_the_release_refers_to(full_renders, files, combo, example):
+    store = MemoryStore()
+    ms.apply(ms.validate(_doc(example, files), env="x"), store, log=lambda _: None)
+    refs = _references(chartlib.objects(full_renders[combo]))
+    assert {(ms.DOCKER_TLS, None), (ms.CONNECTIONS, "AIRFLOW_CONN_SLACK_WEBHOOK"), (ms.JWT, "jwt-secret")} <= refs
+    missing = sorted(
+        f"{name}/{key or '*'}"
+        for name, key in refs
+        if name not in store.secrets or (key is not None and key not in store.secrets[name])
+    )
+    assert missing == [], missing
