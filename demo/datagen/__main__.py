@@ -1,0 +1,5 @@
+import sys
+
+from demo.datagen.generate import main
+
+sys.exit(main())

@@ -1,0 +1,1 @@
+"""TripClick producer (demo build)."""

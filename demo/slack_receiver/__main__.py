@@ -1,0 +1,3 @@
+from demo.slack_receiver.receiver import main
+
+main()

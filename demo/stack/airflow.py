@@ -1,0 +1,214 @@
+"""Airflow 3 for the demo: LocalExecutor on the stack's PostgreSQL, the repo's dags/ folder, and the
+same Connections and Variables as production, given as AIRFLOW_CONN_* / AIRFLOW_VAR_* environment.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import subprocess
+import time
+from pathlib import Path
+
+from . import config, proc
+from .proc import StackError
+from .services import Service, clean_env, http_get, java_home, spark_home
+
+# Demo timings: the producers replay the day this many times faster than real time, and the streaming job
+# stops after this many seconds (after draining what has landed). Only Variables change; the DAG does not.
+REPLAY_SPEED = 4000
+STREAMING_SECONDS = 45
+
+
+def airflow_home() -> Path:
+    return config.state("airflow")
+
+
+def demo_variables() -> dict[str, str]:
+    jobs = {
+        "streaming_to_silver": {
+            # The day is replayed thousands of times faster than real time, so two producers a second
+            # apart are hours apart in event time: the watermark must cover the whole day here.
+            "extra_args": ["--max-runtime-seconds", str(STREAMING_SECONDS), "--watermark-delay", "1 day"],
+            "executor_memory": "512m", "driver_memory": "512m", "total_executor_cores": 1,
+        },
+        "batch_to_bronze": {"executor_memory": "512m", "driver_memory": "512m", "total_executor_cores": 2},
+        "etl_to_gold": {
+            # Password comes from PGPASSFILE (set in the Airflow environment), never from a Variable.
+            "extra_args": ["--pg-dsn", config.gold_dsn()],
+            "executor_memory": "512m", "driver_memory": "512m", "total_executor_cores": 2,
+        },
+    }
+    v = {
+        "tripclick_transport": "landing",
+        "tripclick_landing_dir": str(config.landing_dir()),
+        "tripclick_lake_root": str(config.lake_root()),
+        "tripclick_data_dir_server0": str(config.server_data_dir("server0")),
+        "tripclick_data_dir_server1": str(config.server_data_dir("server1")),
+        "tripclick_producer_image": config.PRODUCER_IMAGE,
+        "tripclick_producer_tag": config.PRODUCER_TAG,
+        "tripclick_producer_mode": "realtime",
+        "tripclick_producer_extra_env": json.dumps({"TRIPCLICK_REPLAY_SPEED": str(REPLAY_SPEED)}),
+        "tripclick_spark_apps_dir": str(config.spark_apps_dir()),
+        "tripclick_spark_jobs": json.dumps(jobs),
+        "tripclick_spark_conf": json.dumps({"spark.ui.enabled": "false", "spark.sql.shuffle.partitions": "4"}),
+        "tripclick_spark_driver_host": config.HOST,
+        "tripclick_spark_driver_port": str(config.PORTS["spark_driver"]),
+        "tripclick_spark_blockmanager_port": str(config.PORTS["spark_blockmanager"]),
+        "tripclick_docker_tls_dir": str(config.client_tls_dir()),
+    }
+    return v
+
+
+def demo_connections() -> dict[str, str]:
+    return {
+        "docker_server0": f"tcp://{config.HOST}:{config.PORTS['server0']}",
+        "docker_server1": f"tcp://{config.HOST}:{config.PORTS['server1']}",
+        "spark_cluster": f"spark://{config.HOST}:{config.PORTS['spark_master']}",
+        "slack_webhook": json.dumps({"conn_type": "slackwebhook", "password": config.slack_url()}),
+    }
+
+
+def env() -> dict[str, str]:
+    """Environment of every Airflow process (and so of every task and spark-submit it starts)."""
+    s = config.load_secrets()
+    e = clean_env()
+    home = airflow_home()
+    e.update(
+        AIRFLOW_HOME=str(home),
+        AIRFLOW__CORE__DAGS_FOLDER=str(config.REPO / "dags"),
+        AIRFLOW__CORE__EXECUTOR="LocalExecutor",
+        AIRFLOW__CORE__PARALLELISM="4",
+        AIRFLOW__CORE__LOAD_EXAMPLES="False",
+        AIRFLOW__CORE__FERNET_KEY=s["fernet_key"],
+        # The demo runs only what it triggers: no cron runs of its own, DAG active as soon as parsed.
+        AIRFLOW__SCHEDULER__USE_JOB_SCHEDULE="False",
+        AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION="False",
+        AIRFLOW__DATABASE__SQL_ALCHEMY_CONN=(
+            f"postgresql+psycopg2://{config.PG_USER_AIRFLOW}:{s['pg_airflow_password']}"
+            f"@{config.HOST}:{config.PORTS['postgres']}/{config.PG_DB_AIRFLOW}"
+        ),
+        AIRFLOW__CORE__EXECUTION_API_SERVER_URL=f"{config.airflow_url()}/execution/",
+        AIRFLOW__API__HOST=config.HOST,
+        AIRFLOW__API__PORT=str(config.PORTS["airflow_api"]),
+        AIRFLOW__API__BASE_URL=config.airflow_url(),
+        AIRFLOW__API__SECRET_KEY=s["api_secret_key"],
+        AIRFLOW__API_AUTH__JWT_SECRET=s["jwt_secret"],
+        AIRFLOW__CORE__AUTH_MANAGER="airflow.api_fastapi.auth.managers.simple.simple_auth_manager.SimpleAuthManager",
+        AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS=f"{config.ADMIN_USER}:admin",
+        AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE=str(home / "passwords.json"),
+        AIRFLOW__LOGGING__BASE_LOG_FOLDER=str(home / "logs"),
+        AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL="60",
+        AIRFLOW__SCHEDULER__ENABLE_HEALTH_CHECK="False",
+        # Spark client mode: the driver runs in the task process, on loopback, with the venv's Python.
+        JAVA_HOME=java_home(),
+        SPARK_HOME=str(spark_home()),
+        SPARK_LOCAL_IP=config.HOST,
+        PYSPARK_PYTHON=str(config.VENV_BIN / "python"),
+        PYSPARK_DRIVER_PYTHON=str(config.VENV_BIN / "python"),
+        PGPASSFILE=str(config.state("pg", "pgpass")),
+        NO_PROXY="127.0.0.1,localhost",
+        no_proxy="127.0.0.1,localhost",
+    )
+    for key, value in demo_variables().items():
+        e[f"AIRFLOW_VAR_{key.upper()}"] = value
+    for key, value in demo_connections().items():
+        e[f"AIRFLOW_CONN_{key.upper()}"] = value
+    return e
+
+
+def env_fingerprint(e: dict[str, str]) -> str:
+    keys = sorted(k for k in e if k.startswith("AIRFLOW"))
+    return hashlib.sha256(json.dumps([(k, e[k]) for k in keys]).encode()).hexdigest()[:16]
+
+
+def ensure_db(e: dict[str, str]) -> None:
+    """`airflow db migrate` once per Airflow version and database."""
+    home = airflow_home()
+    home.mkdir(parents=True, exist_ok=True)
+    (home / "passwords.json").write_text(json.dumps({config.ADMIN_USER: config.load_secrets()["admin_password"]}))
+    (home / "passwords.json").chmod(0o600)
+    from importlib.metadata import version
+
+    marker = home / f".migrated-{version('apache-airflow-core')}"
+    if marker.exists():
+        return
+    log = proc.log_path("airflow-db-migrate")
+    t0 = time.monotonic()
+    with open(log, "wb") as out:
+        r = subprocess.run(
+            [str(config.VENV_BIN / "airflow"), "db", "migrate"], env=e, stdout=out, stderr=subprocess.STDOUT,
+            timeout=600, check=False,
+        )
+    if r.returncode:
+        raise StackError(f"airflow db migrate failed (exit {r.returncode}).\n--- {log} ---\n{proc.tail(log)}")
+    print(f"  airflow db migrate: done ({time.monotonic() - t0:.0f}s)")
+    marker.write_text("ok\n")
+
+
+def health() -> dict:
+    code, body = http_get(f"{config.airflow_url()}/api/v2/monitor/health", timeout=3)
+    if code != 200:
+        raise StackError(f"api-server health answered {code}")
+    return json.loads(body)
+
+
+class AirflowComponent(Service):
+    start_timeout = 120.0
+
+    def __init__(self, component: str, args: list[str], health_key: str | None) -> None:
+        self.component = component
+        self.name = f"airflow-{component}"
+        self.args = args
+        self.health_key = health_key
+        self.marker = "airflow"
+
+    def pid(self) -> int | None:
+        pid = super().pid()
+        # The api-server renames its process to "airflow api_server -- ..."
+        if pid and self.component.replace("-", "_") not in proc.cmdline(pid).replace("-", "_"):
+            return None
+        return pid
+
+    def port(self) -> int | None:
+        return config.PORTS["airflow_api"] if self.component == "api-server" else None
+
+    def launch(self) -> int:
+        e = env()
+        cmd = [str(config.VENV_BIN / "airflow"), self.component, *self.args]
+        pid = proc.start(self.name, cmd, env=e, cwd=airflow_home())
+        (proc.run_dir() / f"{self.name}.env").write_text(env_fingerprint(e))
+        return pid
+
+    def stale(self) -> bool:
+        f = proc.run_dir() / f"{self.name}.env"
+        return not f.exists() or f.read_text() != env_fingerprint(env())
+
+    def up(self) -> str:
+        if self.pid() and self.stale():
+            print(f"  {self.name}: configuration changed; restarting")
+            self.down()
+        return super().up()
+
+    def healthy(self) -> bool:
+        h = health()
+        if self.health_key is None:
+            return h.get("metadatabase", {}).get("status") == "healthy"
+        return h.get(self.health_key, {}).get("status") == "healthy"
+
+    def describe(self) -> str:
+        if self.component == "api-server":
+            return config.airflow_url()
+        return ""
+
+
+def components() -> list[AirflowComponent]:
+    return [
+        AirflowComponent(
+            "api-server", ["--host", config.HOST, "--port", str(config.PORTS["airflow_api"]), "--workers", "1"], None
+        ),
+        # The scheduler and triggerer log servers bind 0.0.0.0; LocalExecutor logs are local files anyway.
+        AirflowComponent("scheduler", ["--skip-serve-logs"], "scheduler"),
+        AirflowComponent("dag-processor", [], "dag_processor"),
+        AirflowComponent("triggerer", ["--skip-serve-logs"], "triggerer"),
+    ]

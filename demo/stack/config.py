@@ -1,0 +1,121 @@
+"""Where everything lives and which loopback port each service takes.
+
+One place for paths and ports so the stack, the demo and the end-to-end tests agree.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+STATE = Path(os.environ.get("TRIPCLICK_DEMO_STATE", REPO / ".state" / "demo")).resolve()
+VENV_BIN = Path(sys.executable).parent
+HOST = "127.0.0.1"
+
+# Fixed loopback ports, chosen away from the usual defaults so a developer's own PostgreSQL,
+# Docker or Spark keeps working beside the demo.
+PORTS = {
+    "postgres": 54329,
+    "server0": 23760,
+    "server1": 23761,
+    "spark_master": 27077,
+    "spark_master_ui": 28180,
+    "spark_worker_ui": 28181,
+    "slack": 28090,
+    "airflow_api": 28080,
+    "spark_driver": 41000,
+    "spark_blockmanager": 41001,
+}
+
+DOCKER_SERVERS = ("server0", "server1")
+PG_USER_AIRFLOW = "airflow"
+PG_USER_GOLD = "tripclick"
+PG_DB_AIRFLOW = "airflow"
+PG_DB_GOLD = "tripclick_gold"
+ADMIN_USER = "admin"
+SLACK_PATH = "/services/T000/B000/XXXX"
+PRODUCER_IMAGE = "tripclick-producer"
+PRODUCER_TAG = "1.0.0"
+DAG_ID = "tripclick_daily_pipeline"
+
+
+def state(*parts: str) -> Path:
+    return STATE.joinpath(*parts)
+
+
+def tls_dir() -> Path:
+    return state("tls")
+
+
+def client_tls_dir() -> Path:
+    return state("tls", "client")
+
+
+def untrusted_tls_dir() -> Path:
+    return state("tls", "untrusted-client")
+
+
+def landing_dir() -> Path:
+    return state("landing")
+
+
+def lake_root() -> Path:
+    return state("lake")
+
+
+def server_data_dir(server: str) -> Path:
+    return state("servers", server, "data")
+
+
+def spark_apps_dir() -> Path:
+    return REPO / "demo" / "spark"
+
+
+def load_secrets() -> dict[str, str]:
+    """Generated passwords and keys, kept in .state (ignored by git) and reused on every `up`."""
+    path = state("secrets.json")
+    data: dict[str, str] = {}
+    if path.exists():
+        data = json.loads(path.read_text())
+    changed = False
+    for key, make in (
+        ("pg_airflow_password", lambda: secrets.token_urlsafe(18)),
+        ("pg_gold_password", lambda: secrets.token_urlsafe(18)),
+        ("admin_password", lambda: secrets.token_urlsafe(12)),
+        ("jwt_secret", lambda: secrets.token_urlsafe(32)),
+        ("api_secret_key", lambda: secrets.token_urlsafe(32)),
+        ("fernet_key", _fernet_key),
+    ):
+        if key not in data:
+            data[key] = make()
+            changed = True
+    if changed:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(data, indent=2))
+        tmp.chmod(0o600)
+        tmp.replace(path)
+    return data
+
+
+def _fernet_key() -> str:
+    from cryptography.fernet import Fernet
+
+    return Fernet.generate_key().decode()
+
+
+def gold_dsn() -> str:
+    """libpq DSN of the gold database without the password (that comes from PGPASSFILE)."""
+    return f"host={HOST} port={PORTS['postgres']} dbname={PG_DB_GOLD} user={PG_USER_GOLD}"
+
+
+def slack_url() -> str:
+    return f"http://{HOST}:{PORTS['slack']}{SLACK_PATH}"
+
+
+def airflow_url() -> str:
+    return f"http://{HOST}:{PORTS['airflow_api']}"

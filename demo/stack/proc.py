@@ -1,0 +1,166 @@
+"""Start detached processes, remember them by PID, stop them by PID, wait for readiness with a deadline."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from . import config
+
+
+class StackError(RuntimeError):
+    """A service did not come up (or down); the message says which, why, and shows its log tail."""
+
+
+def run_dir() -> Path:
+    d = config.state("run")
+    d.mkdir(parents=True, exist_ok=True)
+    return d
+
+
+def log_path(name: str) -> Path:
+    d = config.state("logs")
+    d.mkdir(parents=True, exist_ok=True)
+    return d / f"{name}.log"
+
+
+def tail(path: Path, lines: int = 30) -> str:
+    try:
+        text = path.read_text(errors="replace").splitlines()
+    except FileNotFoundError:
+        return f"(no log at {path})"
+    return "\n".join(text[-lines:])
+
+
+def pid_alive(pid: int | None) -> bool:
+    if not pid:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # A zombie still answers kill(0); treat it as gone.
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        return stat.rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+def cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+    except FileNotFoundError:
+        return ""
+
+
+def read_pid(pidfile: Path, marker: str | None = None) -> int | None:
+    """PID from a pid file, or None if that process is gone (or the PID now belongs to something else)."""
+    try:
+        pid = int(pidfile.read_text().split()[0])
+    except (FileNotFoundError, ValueError, IndexError):
+        return None
+    if not pid_alive(pid):
+        return None
+    if marker and marker not in cmdline(pid):
+        return None
+    return pid
+
+
+def start(
+    name: str,
+    cmd: list[str],
+    *,
+    env: dict[str, str] | None = None,
+    cwd: Path | None = None,
+    user: str | None = None,
+) -> int:
+    """Start `cmd` in its own session, output to logs/<name>.log, PID to run/<name>.pid."""
+    log = log_path(name)
+    with open(log, "ab") as out:
+        out.write(f"\n=== {time.strftime('%Y-%m-%dT%H:%M:%S')} starting: {' '.join(cmd)}\n".encode())
+        out.flush()
+        proc = subprocess.Popen(
+            cmd,
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env=env,
+            cwd=cwd,
+            start_new_session=True,
+            user=user,
+        )
+    (run_dir() / f"{name}.pid").write_text(f"{proc.pid}\n")
+    return proc.pid
+
+
+def stop_pid(name: str, pid: int | None, *, timeout: float = 30.0) -> bool:
+    """SIGTERM, wait, then SIGKILL the one process `pid` (and its process group, which it leads)."""
+    if not pid or not pid_alive(pid):
+        return False
+    try:
+        os.kill(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return False
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not pid_alive(pid):
+            break
+        time.sleep(0.2)
+    else:
+        print(f"  {name}: pid {pid} ignored SIGTERM for {timeout:.0f}s; sending SIGKILL")
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    # Children that the service started in its own session (e.g. Airflow's task supervisors)
+    try:
+        os.killpg(pid, signal.SIGTERM)
+    except (ProcessLookupError, PermissionError):
+        pass
+    return True
+
+
+def port_open(port: int, host: str = config.HOST, timeout: float = 0.5) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def wait_for(
+    name: str,
+    check: Callable[[], bool],
+    *,
+    timeout: float,
+    pid: int | None = None,
+    log: Path | None = None,
+    what: str = "ready",
+) -> None:
+    """Poll `check` until true; fail with the reason and the log tail on timeout or if `pid` dies."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            if check():
+                return
+        except Exception:  # noqa: BLE001 - a probe error just means "not yet"
+            pass
+        if pid is not None and not pid_alive(pid):
+            raise StackError(
+                f"{name} exited before it was {what} (pid {pid}).\n"
+                f"--- last lines of {log} ---\n{tail(log) if log else ''}"
+            )
+        if time.monotonic() > deadline:
+            raise StackError(
+                f"{name} was not {what} within {timeout:.0f}s.\n"
+                f"--- last lines of {log} ---\n{tail(log) if log else ''}"
+            )
+        time.sleep(0.5)
