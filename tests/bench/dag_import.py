@@ -91,7 +91,8 @@ def main() -> int:
     ratio = dag_median / trivial_median
     print(f"DAG parse benchmark ({RUNS} runs each, fresh interpreter per run, medians)")
     print(
-        f"  trivial DAG (airflow.sdk only)   {trivial_median:7.3f} s   (min {min(trivial_times):.3f}, max {max(trivial_times):.3f})"
+        f"  trivial DAG (airflow.sdk only)   {trivial_median:7.3f} s"
+        f"   (min {min(trivial_times):.3f}, max {max(trivial_times):.3f})"
     )
     print(
         f"  tripclick_daily_pipeline.py      {dag_median:7.3f} s   (min {min(dag_times):.3f}, max {max(dag_times):.3f})"
