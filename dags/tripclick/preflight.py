@@ -92,7 +92,7 @@ def check_slack(problems: list[str]) -> None:
     problems.extend(f"slack: {p}" for p in conn_problems)
 
 
-def run_preflight(context: Any) -> list[str]:
+def run_preflight(**context: Any) -> list[str]:
     """Run every enabled check for the run's date; raises PreflightError listing all problems."""
     day = event_date(context)
     problems: list[str] = []

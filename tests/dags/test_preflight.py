@@ -20,7 +20,7 @@ def unreachable(monkeypatch, tls_dir):
 def _run(dag):
     from tripclick.preflight import run_preflight
 
-    return run_preflight(make_context(dag.get_task("preflight")))
+    return run_preflight(**make_context(dag.get_task("preflight")))
 
 
 def test_lists_every_problem_with_server_and_address(dag, unreachable, monkeypatch):
