@@ -47,3 +47,23 @@ def wrapper_renders(wrapper_chart) -> dict[str, dict[str, str]]:
         name: chartlib.render(wrapper_chart, chartlib.overlay_values(files), full=False)
         for name, files in chartlib.OVERLAYS.items()
     }
+
+
+@pytest.fixture(scope="session")
+def pipeline_dag(full_renders):
+    """The DAG parsed with the Variables the production overlay renders (ConfigMap data as env)."""
+    if not (chartlib.REPO / "dags" / "tripclick" / "pod_overrides.py").is_file():
+        pytest.skip("dags/tripclick/pod_overrides.py not present")
+    from tests.dags.dev_config import DEV_ENV
+
+    objs = chartlib.objects(full_renders["base+k3s-ec2"])
+    variables = next(o for o in objs if o["kind"] == "ConfigMap" and o["metadata"]["name"] == "tripclick-variables")
+    with pytest.MonkeyPatch.context() as patch:
+        for key, value in {**DEV_ENV, **variables["data"]}.items():
+            patch.setenv(key, value)
+        from airflow.dag_processing.dagbag import DagBag
+
+        dags = chartlib.REPO / "dags"
+        bag = DagBag(dag_folder=str(dags), bundle_path=dags)
+    assert bag.import_errors == {}, bag.import_errors
+    return bag.dags["tripclick_daily_pipeline"]

@@ -1,0 +1,166 @@
+"""Resource budget of the production overlay (base + k3s-ec2) on one EC2 m5.large.
+
+The node has 2 vCPU and 8 GiB shared with k3s and the OS; the release gets 1.8 vCPU and 7 GiB of
+requests. At the 15:00 peak the control plane runs next to two producer task pods and the
+streaming driver's task pod. A pod's request is max(sum of its containers, largest init container).
+
+Two sources for the control plane, so CI (without the official chart's source) still checks it:
+- the full render (every container as the chart really renders it), when the source is present;
+- a model of the official chart from the overlays, which the first is checked against.
+Task pods: the DAG's task policy (dags/tripclick/policy.py) sizes the task container; the pod
+template adds the git-sync init container.
+"""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from tests.chart import chartlib
+
+BUDGET_CPU_M = 1800
+BUDGET_MEM_MI = 7 * 1024
+PEAK_TASKS = (("producer_server0", "producer"), ("producer_server1", "producer"))
+PEAK_TASKS += (("streaming_to_silver", "streaming_to_silver"),)
+
+
+def cpu_m(quantity) -> int:
+    text = str(quantity)
+    return int(text[:-1]) if text.endswith("m") else round(float(text) * 1000)
+
+
+def mem_mi(quantity) -> int:
+    match = re.fullmatch(r"(\d+(?:\.\d+)?)(Ki|Mi|Gi|M|G)?", str(quantity))
+    assert match, f"unsupported memory quantity {quantity!r}"
+    number, unit = float(match.group(1)), match.group(2)
+    factor = {"Ki": 1 / 1024, "Mi": 1, "Gi": 1024, "M": 1e6 / 2**20, "G": 1e9 / 2**20, None: 1 / 2**20}[unit]
+    return round(number * factor)
+
+
+def requests(resources: dict | None) -> tuple[int, int]:
+    req = (resources or {}).get("requests") or {}
+    return cpu_m(req.get("cpu", 0)), mem_mi(req.get("memory", 0))
+
+
+def pod_request(containers: list[dict | None], init: list[dict | None]) -> tuple[int, int]:
+    """Requests of a pod from its containers' and init containers' `resources`."""
+    main = [requests(r) for r in containers]
+    first = [requests(r) for r in init] or [(0, 0)]
+    return (
+        max(sum(c for c, _ in main), max(c for c, _ in first)),
+        max(sum(m for _, m in main), max(m for _, m in first)),
+    )
+
+
+def rendered_control_plane(objs: list[dict]) -> dict[str, tuple[int, int, int]]:
+    """name -> (replicas, cpu m, memory Mi) of each long-running workload in the render."""
+    rows = {}
+    for obj in objs:
+        if obj["kind"] not in ("Deployment", "StatefulSet"):
+            continue
+        spec = obj["spec"]["template"]["spec"]
+        cpu, mem = pod_request(
+            [c.get("resources") for c in spec["containers"]],
+            [c.get("resources") for c in spec.get("initContainers", [])],
+        )
+        rows[obj["metadata"]["name"].removeprefix(f"{chartlib.RELEASE}-")] = (obj["spec"].get("replicas", 1), cpu, mem)
+    return rows
+
+
+def modelled_control_plane(values: dict) -> dict[str, tuple[int, int, int]]:
+    """The same table from the overlays alone (which containers the official chart adds per component)."""
+    af = chartlib.deep_merge(chartlib.load_yaml(chartlib.SHARED_CHART / "values.yaml"), values["airflow"])
+    git = af["dags"]["gitSync"]["resources"] if af["dags"]["gitSync"]["enabled"] else None
+
+    def component(key: str, *, git_sync: bool, groomer: bool, extra_init=()) -> tuple[int, int, int]:
+        section = af[key]
+        main = [section["resources"]]
+        init = [section["resources"], *extra_init]  # wait-for-airflow-migrations uses the component's resources
+        if git_sync and git is not None:
+            main.append(git)
+            init.append(git)
+        if groomer and section["logGroomerSidecar"]["enabled"]:
+            main.append(section["logGroomerSidecar"]["resources"])
+        return (section.get("replicas") or 1, *pod_request(main, init))
+
+    rows = {
+        "api-server": component(
+            "apiServer",
+            git_sync=False,
+            groomer=False,
+            extra_init=[c.get("resources") for c in af["apiServer"]["extraInitContainers"]],
+        ),
+        "scheduler": component("scheduler", git_sync=False, groomer=True),
+        "dag-processor": component("dagProcessor", git_sync=True, groomer=True),
+        "triggerer": component("triggerer", git_sync=True, groomer=True),
+    }
+    if af["postgresql"]["enabled"]:
+        rows["postgresql"] = (1, *pod_request([af["postgresql"]["primary"]["resources"]], []))
+    return rows
+
+
+def peak_task_pods(template_resources: dict, git_resources: dict) -> dict[str, tuple[int, int, int]]:
+    try:
+        from tripclick.policy import DEFAULT_POLICY
+    except ImportError:  # pragma: no cover - only before the DAG's policy module exists
+        DEFAULT_POLICY = {}  # noqa: N806
+    rows = {}
+    for task_id, stage in PEAK_TASKS:
+        task = DEFAULT_POLICY.get(stage, {}).get("pod", template_resources)
+        rows[f"task: {task_id}"] = (1, *pod_request([task], [git_resources]))
+    return rows
+
+
+def _table(rows: dict[str, tuple[int, int, int]]) -> tuple[str, int, int]:
+    lines = [f"{'pod':32} {'n':>2} {'cpu (m)':>8} {'memory (Mi)':>12}"]
+    total_cpu = total_mem = 0
+    for name, (replicas, cpu, mem) in rows.items():
+        lines.append(f"{name:32} {replicas:>2} {cpu * replicas:>8} {mem * replicas:>12}")
+        total_cpu += cpu * replicas
+        total_mem += mem * replicas
+    lines.append(f"{'total requests':32} {'':>2} {total_cpu:>8} {total_mem:>12}")
+    lines.append(f"{'budget (m5.large minus k3s/OS)':32} {'':>2} {BUDGET_CPU_M:>8} {BUDGET_MEM_MI:>12}")
+    return "\n".join(lines), total_cpu, total_mem
+
+
+@pytest.fixture(scope="module")
+def production_values() -> dict:
+    if not (chartlib.SHARED_CHART / "values.yaml").is_file():
+        pytest.skip(f"{chartlib.SHARED_CHART}/values.yaml not found (official chart defaults)")
+    return chartlib.overlay_values(chartlib.OVERLAYS["base+k3s-ec2"])
+
+
+def _check(rows, capsys, title):
+    table, cpu, mem = _table(rows)
+    with capsys.disabled():
+        print(f"\n{title}\n{table}")
+    assert cpu <= BUDGET_CPU_M, f"CPU requests {cpu}m exceed {BUDGET_CPU_M}m\n{table}"
+    assert mem <= BUDGET_MEM_MI, f"memory requests {mem}Mi exceed {BUDGET_MEM_MI}Mi\n{table}"
+
+
+def test_peak_fits_the_node_from_the_overlays(production_values, capsys):
+    workers = production_values["airflow"]["workers"]["kubernetes"]["resources"]
+    git = production_values["airflow"]["dags"]["gitSync"]["resources"]
+    rows = modelled_control_plane(production_values) | peak_task_pods(workers, git)
+    _check(rows, capsys, "budget at 15:00, base+k3s-ec2 (model from the overlays)")
+
+
+def test_peak_fits_the_node_as_rendered(full_renders, production_values, capsys):
+    objs = chartlib.objects(full_renders["base+k3s-ec2"])
+    rendered = rendered_control_plane(objs)
+    assert rendered == modelled_control_plane(production_values), "the overlay model drifted from the chart"
+    template = chartlib.pod_template(objs)["spec"]
+    base = next(c for c in template["containers"] if c["name"] == "base")
+    rows = rendered | peak_task_pods(base["resources"], template["initContainers"][0]["resources"])
+    _check(rows, capsys, "budget at 15:00, base+k3s-ec2 (full render)")
+
+
+def test_the_budget_check_catches_an_oversized_overlay(production_values):
+    bigger = chartlib.deep_merge(
+        production_values, {"airflow": {"scheduler": {"resources": {"requests": {"memory": "5Gi"}}}}}
+    )
+    workers = bigger["airflow"]["workers"]["kubernetes"]["resources"]
+    git = bigger["airflow"]["dags"]["gitSync"]["resources"]
+    _, _, mem = _table(modelled_control_plane(bigger) | peak_task_pods(workers, git))
+    assert mem > BUDGET_MEM_MI

@@ -1,0 +1,110 @@
+"""The KubernetesExecutor's view: the pod it would create for each task of the DAG.
+
+Each pod is built by the cncf-kubernetes provider's own PodGenerator from the rendered pod template
+(production overlay) and the task's executor_config pod override, then validated against Kubernetes
+1.30-1.33 in strict mode. Needs the official chart's source (full render) and the DAG's
+dags/tripclick/pod_overrides.py.
+"""
+
+from __future__ import annotations
+
+import jmespath
+import kubernetes_validate
+import pytest
+import yaml
+
+from tests.chart import chartlib
+
+SPARK_TASKS = {"streaming_to_silver", "batch_to_bronze", "etl_to_gold"}
+DOCKER_TASKS = {"preflight", "producer_server0", "producer_server1"}
+TLS_MOUNT = "/opt/airflow/secrets/docker-tls"
+
+
+def build_pods(full_renders, dag, tmp_path) -> dict[str, dict]:
+    """task_id -> the pod (as the API would receive it) the executor creates for it."""
+    from airflow.providers.cncf.kubernetes.pod_generator import PodGenerator
+    from kubernetes.client import ApiClient
+
+    objs = chartlib.objects(full_renders["base+k3s-ec2"])
+    template_file = tmp_path / "pod_template_file.yaml"
+    template_file.write_text(yaml.safe_dump(chartlib.pod_template(objs)))
+    base_pod = PodGenerator.deserialize_model_file(str(template_file))
+    pods = {}
+    for task in dag.tasks:
+        override = (task.executor_config or {}).get("pod_override")
+        pod = PodGenerator.construct_pod(
+            dag_id=dag.dag_id,
+            task_id=task.task_id,
+            pod_id=f"{dag.dag_id}-{task.task_id}".replace("_", "-"),
+            try_number=1,
+            kube_image="tripclick-airflow:3.3.2-1",
+            date=None,
+            run_id="scheduled__2020-10-01T15:00:00+00:00",
+            args=["python", "-m", "airflow.sdk.execution_time.execute_workload", "--json-string", "{}"],
+            pod_override_object=override,
+            base_worker_pod=base_pod,
+            namespace=chartlib.NAMESPACE,
+            scheduler_job_id="1",
+        )
+        pods[task.task_id] = ApiClient().sanitize_for_serialization(pod)
+    return pods
+
+
+@pytest.fixture(scope="module")
+def task_pods(full_renders, pipeline_dag, tmp_path_factory):
+    return build_pods(full_renders, pipeline_dag, tmp_path_factory.mktemp("executor"))
+
+
+def _base(pod: dict) -> dict:
+    return jmespath.search("spec.containers[?name=='base'] | [0]", pod)
+
+
+def test_every_task_has_a_pod_override(pipeline_dag):
+    missing = [t.task_id for t in pipeline_dag.tasks if not (t.executor_config or {}).get("pod_override")]
+    assert missing == []
+    assert {t.task_id for t in pipeline_dag.tasks} >= SPARK_TASKS | DOCKER_TASKS
+
+
+@pytest.mark.parametrize("kube", chartlib.KUBE_VERSIONS)
+def test_every_task_pod_validates_strictly(task_pods, kube):
+    for task_id, pod in task_pods.items():
+        try:
+            kubernetes_validate.validate(pod, kube, strict=True)
+        except kubernetes_validate.ValidationError as err:
+            pytest.fail(f"pod of {task_id} invalid for {kube}: {str(err).splitlines()[0]}")
+
+
+def test_spark_tasks_run_the_driver_on_the_node_network(task_pods):
+    for task_id in SPARK_TASKS:
+        pod = task_pods[task_id]
+        assert pod["spec"]["hostNetwork"] is True, task_id
+        assert pod["spec"]["dnsPolicy"] == "ClusterFirstWithHostNet", task_id
+        env = {e["name"]: e for e in _base(pod)["env"]}
+        assert env["SPARK_DRIVER_HOST"]["valueFrom"] == {"fieldRef": {"fieldPath": "status.hostIP"}}, task_id
+        # The pod template's env survives the override's merge.
+        assert "AIRFLOW_CONN_SPARK_CLUSTER" in env, task_id
+    for task_id in set(task_pods) - SPARK_TASKS:
+        assert not task_pods[task_id]["spec"].get("hostNetwork"), f"{task_id} must stay on the pod network"
+
+
+def test_docker_tasks_see_the_tls_material_once(task_pods):
+    for task_id, pod in task_pods.items():
+        names = [v["name"] for v in pod["spec"]["volumes"]]
+        assert len(names) == len(set(names)), f"{task_id}: duplicate volume names {names}"
+        mounts = jmespath.search(f"volumeMounts[?mountPath=='{TLS_MOUNT}']", _base(pod))
+        assert mounts == [{"name": "docker-tls", "mountPath": TLS_MOUNT, "readOnly": True}], task_id
+        env = {e["name"] for e in _base(pod)["env"]}
+        assert {"AIRFLOW_CONN_DOCKER_SERVER0", "AIRFLOW_CONN_DOCKER_SERVER1", "AIRFLOW_CONN_SLACK_WEBHOOK"} <= env
+
+
+def test_task_resources_come_from_the_task_policy(task_pods):
+    from tripclick.policy import DEFAULT_POLICY
+
+    stage = {"producer_server0": "producer", "producer_server1": "producer", "preflight": "preflight"}
+    stage |= {job: job for job in SPARK_TASKS}
+    for task_id, name in stage.items():
+        assert _base(task_pods[task_id])["resources"] == DEFAULT_POLICY[name]["pod"], task_id
+    for pod in task_pods.values():
+        assert pod["metadata"]["labels"]["component"] == "worker"
+        assert pod["metadata"]["labels"]["release"] == "tripclick"
+        assert jmespath.search("spec.initContainers[].name", pod) == ["git-sync-init"]

@@ -1,0 +1,195 @@
+"""Full-release layer: wrapper + official chart 1.21.0 rendered per overlay, as `helm install` would.
+
+Needs the official chart's source: AIRFLOW_CHART_SOURCE=/path/to/chart (the folder with Chart.yaml)
+or `helm dependency build chart`. Without it every test here skips with that reason.
+"""
+
+from __future__ import annotations
+
+import configparser
+import re
+
+import helm_python
+import jmespath
+import kubernetes_validate
+import pytest
+
+from tests.chart import chartlib
+
+COMBOS = list(chartlib.OVERLAYS)
+CONNECTIONS = ("DOCKER_SERVER0", "DOCKER_SERVER1", "SPARK_CLUSTER", "SLACK_WEBHOOK")
+TLS_MOUNT = "/opt/airflow/secrets/docker-tls"
+
+
+def _objs(full_renders, combo):
+    return chartlib.objects(full_renders[combo])
+
+
+def _airflow_cfg(objs) -> configparser.ConfigParser:
+    config = next(o for o in objs if o["kind"] == "ConfigMap" and o["metadata"]["name"] == "tripclick-config")
+    parser = configparser.ConfigParser(interpolation=None)
+    parser.read_string(config["data"]["airflow.cfg"])
+    return parser
+
+
+def _containers(spec: dict) -> list[dict]:
+    return spec.get("initContainers", []) + spec["containers"]
+
+
+# The supported range's two ends (the wrapper's own objects and the task pods are checked on every
+# version in between); each full validation takes seconds.
+@pytest.mark.parametrize("combo", COMBOS)
+@pytest.mark.parametrize("kube", [chartlib.KUBE_VERSIONS[0], chartlib.KUBE_VERSIONS[-1]])
+def test_release_validates_strictly(full_renders, combo, kube):
+    objs = _objs(full_renders, combo)
+    for obj in objs + [{"__source": "pod_template_file.yaml"} | chartlib.pod_template(objs)]:
+        try:
+            kubernetes_validate.validate(chartlib.strip_source(obj), kube, strict=True)
+        except kubernetes_validate.ValidationError as err:
+            pytest.fail(f"{obj['kind']}/{obj['metadata']['name']} invalid for {kube}: {str(err).splitlines()[0]}")
+
+
+@pytest.mark.parametrize("combo", ["base+k3s-ec2"])
+def test_helm_lint_is_clean(full_chart, combo):
+    report = helm_python.lint(
+        str(full_chart),
+        chartlib.overlay_values(chartlib.OVERLAYS[combo]),
+        strict=True,
+        namespace=chartlib.NAMESPACE,
+        kube_version="v1.30.0",
+    )
+    assert report["errors"] == []
+    assert [m for m in report["messages"] if m["severity"] >= 2] == []
+
+
+@pytest.mark.parametrize("combo", COMBOS)
+def test_kubernetes_executor_and_nothing_celery(full_renders, combo):
+    objs = _objs(full_renders, combo)
+    assert _airflow_cfg(objs)["core"]["executor"] == "KubernetesExecutor"
+    workloads = {(o["kind"], o["metadata"]["name"]) for o in objs if o["kind"] in ("Deployment", "StatefulSet", "Job")}
+    expected = {
+        ("Deployment", "tripclick-api-server"),
+        ("Deployment", "tripclick-scheduler"),
+        ("Deployment", "tripclick-dag-processor"),
+        ("StatefulSet", "tripclick-triggerer"),
+        ("Job", "tripclick-run-airflow-migrations"),
+    }
+    if combo == "base+kind":
+        expected.add(("StatefulSet", "tripclick-postgresql"))
+    assert workloads == expected
+    assert not [o for o in objs if re.search("redis|flower|statsd|pgbouncer", o["metadata"]["name"])]
+
+
+@pytest.mark.parametrize("combo", COMBOS)
+def test_pod_template_carries_what_every_task_needs(full_renders, combo):
+    template = chartlib.pod_template(_objs(full_renders, combo))
+    spec = template["spec"]
+    assert template["metadata"]["labels"] == {"tier": "airflow", "component": "worker", "release": "tripclick"}
+    init = jmespath.search("initContainers[?name=='git-sync-init'] | [0]", spec)
+    env = {e["name"]: e.get("value") for e in init["env"]}
+    assert env["GITSYNC_REPO"] == "git@github.com:tripclick/tripclick-orchestration.git"
+    assert env["GITSYNC_REF"] == "main" and env["GITSYNC_ONE_TIME"] == "true"
+    assert "apache/airflow" not in str(env) and "v2-2-stable" not in str(env)
+    assert jmespath.search("volumes[?name=='git-sync-ssh-key'].secret.secretName", spec) == ["tripclick-git-ssh"]
+
+    base = jmespath.search("containers[?name=='base'] | [0]", spec)
+    tls = jmespath.search(f"volumeMounts[?mountPath=='{TLS_MOUNT}'] | [0]", base)
+    assert tls == {"name": "docker-tls", "mountPath": TLS_MOUNT, "readOnly": True}
+    volume = jmespath.search("volumes[?name=='docker-tls'] | [0]", spec)
+    assert volume["secret"]["secretName"] == "tripclick-docker-tls" and volume["secret"]["defaultMode"] == 0o440
+    assert [v["name"] for v in spec["volumes"]].count("docker-tls") == 1
+
+    env = {e["name"]: e for e in base["env"]}
+    for conn in CONNECTIONS:
+        ref = env[f"AIRFLOW_CONN_{conn}"]["valueFrom"]["secretKeyRef"]
+        assert ref == {"name": "tripclick-connections", "key": f"AIRFLOW_CONN_{conn}"}
+    assert base["envFrom"] == [{"configMapRef": {"name": "tripclick-variables"}}]
+    for container in _containers(spec):
+        for kind in ("requests", "limits"):
+            assert set(container["resources"][kind]) == {"cpu", "memory"}, (container["name"], kind)
+    assert spec["securityContext"]["runAsUser"] == 50000
+    assert "hostNetwork" not in spec, "host networking is for Spark tasks only (their pod override)"
+
+
+@pytest.mark.parametrize("combo", COMBOS)
+def test_every_container_has_requests_and_limits(full_renders, combo):
+    missing = []
+    for obj in _objs(full_renders, combo):
+        spec = chartlib.pod_spec(obj)
+        for container in _containers(spec) if spec else []:
+            resources = container.get("resources") or {}
+            for kind in ("requests", "limits"):
+                if set(resources.get(kind) or {}) != {"cpu", "memory"}:
+                    missing.append(f"{obj['metadata']['name']}/{container['name']}: {kind}")
+    assert missing == []
+
+
+@pytest.mark.parametrize("combo", COMBOS)
+def test_api_server_service_matches_the_port_forward_in_notes(full_renders, combo):
+    objs = _objs(full_renders, combo)
+    service = next(o for o in objs if o["kind"] == "Service" and o["metadata"]["name"] == "tripclick-api-server")
+    assert jmespath.search("spec.ports[?name=='api-server'].port", service) == [8080]
+    assert service["spec"]["selector"]["component"] == "api-server"
+    notes = chartlib.notes(full_renders[combo])
+    assert "kubectl port-forward -n airflow svc/tripclick-api-server 8080:8080" in notes
+
+
+@pytest.mark.parametrize("combo", COMBOS)
+def test_no_secret_value_in_any_rendered_object(full_renders, combo):
+    objs = _objs(full_renders, combo)
+    assert [o["metadata"]["name"] for o in objs if o["kind"] == "Secret"] == []
+    literal = [
+        f"{o['metadata']['name']}: {e['name']}"
+        for o in objs + [chartlib.pod_template(objs) | {"metadata": {"name": "pod-template"}}]
+        for e in jmespath.search("spec.template.spec.[initContainers, containers][][].env[]", o)
+        or jmespath.search("spec.[initContainers, containers][][].env[]", o)
+        or []
+        if re.search("AIRFLOW_CONN_|SQL_ALCHEMY_CONN|PASSWORD|SECRET|FERNET|TOKEN|_KEY$", e["name"])
+        and not e["name"].endswith("_FILE")
+        and "value" in e
+    ]
+    assert literal == []
+    text = "\n".join(full_renders[combo].values())
+    for leak in ("postgres:postgres@", "admin:admin@", "-----BEGIN", "hooks.slack.com/services/T"):
+        assert leak not in text
+    cfg = _airflow_cfg(objs)
+    for section in cfg.sections():
+        for key, value in cfg[section].items():
+            if re.search("password|secret|fernet|sql_alchemy_conn", key) and not key.endswith("_file"):
+                assert value in ("", "None"), f"[{section}] {key} is set in the ConfigMap"
+
+
+def test_production_logs_go_to_s3_and_the_triggerer_volume_fits_the_node(full_renders):
+    objs = _objs(full_renders, "base+k3s-ec2")
+    logging = _airflow_cfg(objs)["logging"]
+    assert logging["remote_logging"] == "True"
+    assert logging["remote_base_log_folder"] == "s3://tripclick-airflow-logs/logs"
+    triggerer = next(o for o in objs if o["kind"] == "StatefulSet" and o["metadata"]["name"] == "tripclick-triggerer")
+    claim = triggerer["spec"]["volumeClaimTemplates"][0]["spec"]
+    assert claim["resources"]["requests"]["storage"] == "2Gi"
+    assert claim["storageClassName"] == "local-path"
+
+
+def test_admin_login_comes_from_the_secret_not_values(full_renders):
+    objs = _objs(full_renders, "base+k3s-ec2")
+    core = _airflow_cfg(objs)["core"]
+    assert core["auth_manager"].endswith("SimpleAuthManager")
+    assert core["simple_auth_manager_users"] == "tripclick-admin:admin"
+    api = next(o for o in objs if o["kind"] == "Deployment" and o["metadata"]["name"] == "tripclick-api-server")
+    spec = api["spec"]["template"]["spec"]
+    copy = jmespath.search("initContainers[?name=='admin-passwords'] | [0]", spec)
+    assert core["simple_auth_manager_passwords_file"] in copy["command"][-1]
+    assert jmespath.search("volumes[?name=='admin-passwords'].secret.secretName", spec) == ["tripclick-admin"]
+    main = jmespath.search("containers[?name=='api-server'] | [0]", spec)
+    assert "/opt/airflow/auth" in jmespath.search("volumeMounts[].mountPath", main)
+    assert not [o for o in objs if "create-user" in o["metadata"]["name"] and o["kind"] == "Job"]
+
+
+def test_kind_uses_the_local_image_and_the_bundled_database(full_renders):
+    objs = _objs(full_renders, "base+kind")
+    images = set(jmespath.search("[].spec.template.spec.containers[].image", objs))
+    assert "tripclick-airflow:dev" in images
+    assert chartlib.pod_template(objs)["spec"]["containers"][0]["image"] == "tripclick-airflow:dev"
+    postgres = next(o for o in objs if o["kind"] == "StatefulSet" and o["metadata"]["name"] == "tripclick-postgresql")
+    env = jmespath.search("spec.template.spec.containers[0].env[?name=='POSTGRES_PASSWORD'] | [0]", postgres)
+    assert env["valueFrom"]["secretKeyRef"] == {"name": "tripclick-postgresql", "key": "postgres-password"}

@@ -1,0 +1,176 @@
+"""Wrapper layer: the chart's own templates (NetworkPolicies, Variables, checks, NOTES) render for every
+overlay, validate against Kubernetes 1.30-1.33 in strict mode, and refuse unsafe settings.
+
+Runs without the official chart: the wrapper is rendered alone (its dependency is absent on purpose).
+"""
+
+from __future__ import annotations
+
+import json
+
+import helm_python
+import jmespath
+import kubernetes_validate
+import pytest
+
+from tests.chart import chartlib
+
+COMBOS = list(chartlib.OVERLAYS)
+
+
+def _by_name(objs: list[dict], kind: str, name: str) -> dict:
+    matches = [o for o in objs if o["kind"] == kind and o["metadata"]["name"] == name]
+    assert len(matches) == 1, f"{kind}/{name}: {len(matches)} found"
+    return matches[0]
+
+
+def _render(wrapper_chart, combo: str, patch: dict | None = None) -> dict[str, str]:
+    values = chartlib.overlay_values(chartlib.OVERLAYS[combo])
+    if patch:
+        values = chartlib.deep_merge(values, patch)
+    return chartlib.render(wrapper_chart, values, full=False)
+
+
+def test_wrapper_render_really_lacks_the_official_chart(wrapper_chart, wrapper_renders):
+    """Guards the layer's meaning: these renders contain the wrapper's templates only."""
+    assert [(d["name"], d["status"]) for d in helm_python.dependency_list(str(wrapper_chart))] == [
+        ("airflow", "missing")
+    ]
+    with pytest.raises(RuntimeError, match="airflow 1.21.0: missing"):
+        chartlib.check_dependencies(wrapper_chart)
+    for manifests in wrapper_renders.values():
+        assert all(path.startswith("tripclick-orchestration/templates/") for path in manifests)
+
+
+@pytest.mark.parametrize("combo", COMBOS)
+@pytest.mark.parametrize("kube", chartlib.KUBE_VERSIONS)
+def test_wrapper_objects_validate_strictly(wrapper_renders, combo, kube):
+    objs = chartlib.objects(wrapper_renders[combo])
+    assert {o["kind"] for o in objs} == {"ConfigMap", "NetworkPolicy"}
+    for obj in objs:
+        try:
+            kubernetes_validate.validate(chartlib.strip_source(obj), kube, strict=True)
+        except kubernetes_validate.ValidationError as err:
+            pytest.fail(f"{obj['kind']}/{obj['metadata']['name']} invalid for {kube}: {str(err).splitlines()[0]}")
+
+
+def test_task_pods_reach_exactly_their_remote_services(wrapper_renders):
+    objs = chartlib.objects(wrapper_renders["base+k3s-ec2"])
+    task = _by_name(objs, "NetworkPolicy", "tripclick-np-task-pods")["spec"]
+    assert task["podSelector"]["matchLabels"] == {"tier": "airflow", "release": "tripclick", "component": "worker"}
+    assert sorted(task["policyTypes"]) == ["Egress", "Ingress"]
+    docker = [r for r in task["egress"] if r.get("ports") == [{"protocol": "TCP", "port": 2376}]]
+    assert jmespath.search("[].to[].ipBlock.cidr", docker) == ["10.20.1.11/32", "10.20.1.12/32"]
+    master = [r for r in task["egress"] if r.get("ports") == [{"protocol": "TCP", "port": 7077}]]
+    assert jmespath.search("[].to[].ipBlock.cidr", master) == ["10.20.2.10/32"]
+    # Executors call back to the client-mode driver on its two fixed ports, from the workers only.
+    assert jmespath.search("ingress[].ports[].port", task) == [41000, 41001]
+    assert jmespath.search("ingress[].from[].ipBlock.cidr", task) == ["10.20.2.0/24"]
+    every_port = jmespath.search("[].spec.[egress, ingress][][].ports[].port", objs)
+    assert 2375 not in every_port, "Docker's plain-text port must never be opened"
+
+
+def test_every_airflow_pod_is_default_denied_then_allowed_dns_db_and_api(wrapper_renders):
+    objs = chartlib.objects(wrapper_renders["base+k3s-ec2"])
+    deny = _by_name(objs, "NetworkPolicy", "tripclick-np-default-deny")["spec"]
+    assert deny == {
+        "podSelector": {"matchLabels": {"tier": "airflow", "release": "tripclick"}},
+        "policyTypes": ["Ingress", "Egress"],
+    }
+    common = _by_name(objs, "NetworkPolicy", "tripclick-np-common-egress")["spec"]
+    ports = {(p["protocol"], p["port"]) for p in jmespath.search("egress[].ports[]", common)}
+    assert {("UDP", 53), ("TCP", 53), ("TCP", 5432), ("TCP", 8080), ("TCP", 443), ("TCP", 22), ("TCP", 80)} == ports
+    https = next(r for r in common["egress"] if r["ports"] == [{"protocol": "TCP", "port": 443}])
+    assert "10.0.0.0/8" in https["to"][0]["ipBlock"]["except"]
+    api = _by_name(objs, "NetworkPolicy", "tripclick-np-kube-api-egress")["spec"]
+    assert jmespath.search("podSelector.matchExpressions[0].values", api) == ["scheduler", "api-server", "triggerer"]
+    assert jmespath.search("egress[].to[].ipBlock.cidr", api) == ["10.20.0.10/32"]
+
+
+def test_bundled_database_is_reached_by_pod_selector_on_kind(wrapper_renders):
+    objs = chartlib.objects(wrapper_renders["base+kind"])
+    common = _by_name(objs, "NetworkPolicy", "tripclick-np-common-egress")["spec"]
+    selectors = jmespath.search("egress[].to[].podSelector.matchLabels", common)
+    assert {"app.kubernetes.io/name": "postgresql", "app.kubernetes.io/instance": "tripclick"} in selectors
+
+
+def test_driver_ports_follow_the_variables(wrapper_chart):
+    patch = {"tripclick": {"variables": {"tripclick_spark_driver_port": 42000}}}
+    objs = chartlib.objects(_render(wrapper_chart, "base+k3s-ec2", patch))
+    task = _by_name(objs, "NetworkPolicy", "tripclick-np-task-pods")["spec"]
+    assert jmespath.search("ingress[].ports[].port", task) == [42000, 41001]
+
+
+def test_variables_become_env_of_every_pod(wrapper_renders):
+    objs = chartlib.objects(wrapper_renders["base+k3s-ec2"])
+    data = _by_name(objs, "ConfigMap", "tripclick-variables")["data"]
+    assert data["AIRFLOW_VAR_TRIPCLICK_SPARK_DRIVER_PORT"] == "41000"
+    assert data["AIRFLOW_VAR_TRIPCLICK_DOCKER_TLS_DIR"] == "/opt/airflow/secrets/docker-tls"
+    assert data["AIRFLOW_VAR_TRIPCLICK_TRANSPORT"] == "kafka"
+    assert all(key.startswith("AIRFLOW_VAR_TRIPCLICK_") for key in data)
+    base = chartlib.overlay_values(("base",))
+    assert base["airflow"]["extraEnvFrom"].count("'{{ .Release.Name }}-variables'") == 1
+
+
+def test_json_variables_are_stored_as_json(wrapper_chart):
+    policy = {"producer": {"retries": 3}}
+    patch = {"tripclick": {"variables": {"tripclick_task_policy": policy, "tripclick_preflight_skip": ["slack"]}}}
+    data = _by_name(chartlib.objects(_render(wrapper_chart, "base", patch)), "ConfigMap", "tripclick-variables")["data"]
+    assert json.loads(data["AIRFLOW_VAR_TRIPCLICK_TASK_POLICY"]) == policy
+    assert json.loads(data["AIRFLOW_VAR_TRIPCLICK_PREFLIGHT_SKIP"]) == ["slack"]
+
+
+REFUSALS = [
+    ({"airflow": {"executor": "CeleryExecutor"}}, 'airflow.executor is "CeleryExecutor"'),
+    ({"airflow": {"fernetKey": "x" * 44}}, "airflow.fernetKey holds a secret value"),
+    ({"airflow": {"jwtSecretName": None}}, "airflow.jwtSecretName is not set"),
+    ({"airflow": {"data": {"metadataSecretName": None}}}, "no metadata database"),
+    ({"airflow": {"dags": {"gitSync": {"knownHosts": None}}}}, "airflow.dags.gitSync.knownHosts is empty"),
+    (
+        {"airflow": {"dags": {"gitSync": {"repo": "https://github.com/apache/airflow.git"}}}},
+        "official chart's example",
+    ),
+    ({"airflow": {"createUserJob": {"enabled": True}}}, "airflow.createUserJob.enabled is true"),
+    ({"tripclick": {"variables": {"tripclick_docker_allow_plain_tcp": True}}}, "without TLS"),
+    (
+        {"airflow": {"workers": {"kubernetes": {"extraVolumes": []}}}},
+        "not among airflow.workers.kubernetes.extraVolumes",
+    ),
+]
+
+
+@pytest.mark.parametrize(("patch", "message"), REFUSALS, ids=[m for _, m in REFUSALS])
+def test_unsafe_or_contradictory_settings_are_refused(wrapper_chart, patch, message):
+    with pytest.raises(helm_python.HelmError) as caught:
+        _render(wrapper_chart, "base+k3s-ec2", patch)
+    assert message in str(caught.value)
+
+
+def test_bundled_database_without_a_password_secret_is_refused(wrapper_chart):
+    with pytest.raises(helm_python.HelmError, match="postgresql.auth.existingSecret is not set"):
+        _render(wrapper_chart, "base+kind", {"airflow": {"postgresql": {"auth": {"existingSecret": None}}}})
+
+
+def test_notes_give_port_forward_login_and_no_warning_in_production(wrapper_renders):
+    text = chartlib.notes(wrapper_renders["base+k3s-ec2"])
+    assert "kubectl port-forward -n airflow svc/tripclick-api-server 8080:8080" in text
+    assert "kubectl get secret -n airflow tripclick-admin -o jsonpath='{.data.passwords\\.json}'" in text
+    assert "user tripclick-admin" in text
+    assert "s3://tripclick-airflow-logs/logs" in text
+    assert "WARNINGS" not in text
+
+
+def test_notes_warn_about_lost_logs_and_missing_firewall_openings(wrapper_renders):
+    text = chartlib.notes(wrapper_renders["base+kind"])
+    assert "remote logging is off" in text
+    assert "dockerHosts.cidrs is empty" in text
+
+
+def test_plain_tcp_docker_allowed_explicitly_still_warns(wrapper_chart):
+    patch = {
+        "tripclick": {
+            "variables": {"tripclick_docker_allow_plain_tcp": True},
+            "allowUnsafe": {"plainTcpDocker": True},
+        }
+    }
+    assert "WITHOUT TLS" in chartlib.notes(_render(wrapper_chart, "base+k3s-ec2", patch))
