@@ -51,6 +51,47 @@ def _sample(path: Path, env: dict[str, str]) -> float:
     return json.loads(out.strip().splitlines()[-1])["import_s"]
 
 
+# Where the DAG file's time goes, phase by phase, in one fresh interpreter.
+PHASES_PROBE = """
+import importlib.util, json, sys, time
+marks = [time.perf_counter()]
+import airflow.sdk
+marks.append(time.perf_counter())
+import airflow.providers.apache.spark.operators.spark_submit, airflow.providers.docker.operators.docker
+import airflow.providers.standard.operators.python, airflow.providers.standard.sensors.date_time
+marks.append(time.perf_counter())
+import tripclick.notify, tripclick.pod_overrides, tripclick.preflight, tripclick.producers, tripclick.spark_jobs
+from tripclick.policy import load_policy
+load_policy()
+marks.append(time.perf_counter())
+spec = importlib.util.spec_from_file_location("bench_dag", sys.argv[1])
+spec.loader.exec_module(importlib.util.module_from_spec(spec))
+marks.append(time.perf_counter())
+print(json.dumps([b - a for a, b in zip(marks, marks[1:])]))
+"""
+PHASES = (
+    "airflow.sdk",
+    "operators' own imports (spark, docker, python, sensor)",
+    "tripclick helpers + task policy Variable",
+    "building the DAG (9 tasks)",
+)
+
+
+def _phases(env: dict[str, str]) -> list[float]:
+    samples = []
+    for _ in range(max(3, RUNS // 2)):
+        out = subprocess.run(
+            [sys.executable, "-c", PHASES_PROBE, str(DAG_FILE)],
+            env=env,
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=300,
+        ).stdout
+        samples.append(json.loads(out.strip().splitlines()[-1]))
+    return [statistics.median(column) for column in zip(*samples, strict=True)]
+
+
 def _importtime_breakdown(env: dict[str, str], top: int = 12) -> list[tuple[str, float]]:
     """Top-level packages by cumulative import time in the DAG file beyond what airflow.sdk costs."""
     code = (
@@ -98,6 +139,9 @@ def main() -> int:
         f"  tripclick_daily_pipeline.py      {dag_median:7.3f} s   (min {min(dag_times):.3f}, max {max(dag_times):.3f})"
     )
     print(f"  ratio                            {ratio:7.2f}     (target <= {TARGET_RATIO})")
+    print("  phases of the DAG file (medians):")
+    for name, seconds in zip(PHASES, _phases(env), strict=True):
+        print(f"    {seconds:6.3f} s  {name}")
     if ratio > TARGET_RATIO:
         print(
             "  above target; top-level imports of the DAG file beyond airflow.sdk (cumulative, one -X importtime run):"
