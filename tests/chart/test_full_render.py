@@ -108,6 +108,12 @@ def test_pod_template_carries_what_every_task_needs(full_renders, combo):
         for kind in ("requests", "limits"):
             assert set(container["resources"][kind]) == {"cpu", "memory"}, (container["name"], kind)
     assert spec["securityContext"]["runAsUser"] == 50000
+    account = next(
+        o
+        for o in _objs(full_renders, combo)
+        if o["kind"] == "ServiceAccount" and o["metadata"]["name"] == spec["serviceAccountName"]
+    )
+    assert account["automountServiceAccountToken"] is False, "task pods need no Kubernetes API token"
     assert "hostNetwork" not in spec, "host networking is for Spark tasks only (their pod override)"
 
 

@@ -136,6 +136,7 @@ REFUSALS = [
         {"airflow": {"workers": {"kubernetes": {"extraVolumes": []}}}},
         "not among airflow.workers.kubernetes.extraVolumes",
     ),
+    ({"tripclick": {"variables": {"tripclick_docker_tls_dir": "/tls"}}}, 'tripclick_docker_tls_dir is "/tls" but'),
 ]
 
 
