@@ -1,7 +1,8 @@
 """Resource budget of the production overlay (base + k3s-ec2) on one EC2 m5.large.
 
 The node has 2 vCPU and 8 GiB shared with k3s and the OS; the release gets 1.8 vCPU and 7 GiB of
-requests. At the 15:00 peak the control plane runs next to two producer task pods and the
+requests, and its memory limits must fit the same 7 GiB (memory cannot be throttled, only
+OOM-killed). At the 15:00 peak the control plane runs next to two producer task pods and the
 streaming driver's task pod. A pod's request is max(sum of its containers, largest init container).
 
 Two sources for the control plane, so CI (without the official chart's source) still checks it:
@@ -38,42 +39,47 @@ def mem_mi(quantity) -> int:
     return round(number * factor)
 
 
-def requests(resources: dict | None) -> tuple[int, int]:
-    req = (resources or {}).get("requests") or {}
+def amounts(resources: dict | None, kind: str) -> tuple[int, int]:
+    req = (resources or {}).get(kind) or {}
     return cpu_m(req.get("cpu", 0)), mem_mi(req.get("memory", 0))
 
 
-def pod_request(containers: list[dict | None], init: list[dict | None]) -> tuple[int, int]:
-    """Requests of a pod from its containers' and init containers' `resources`."""
-    main = [requests(r) for r in containers]
-    first = [requests(r) for r in init] or [(0, 0)]
-    return (
-        max(sum(c for c, _ in main), max(c for c, _ in first)),
-        max(sum(m for _, m in main), max(m for _, m in first)),
-    )
+def pod_request(containers: list[dict | None], init: list[dict | None]) -> tuple[int, int, int]:
+    """(cpu m, memory Mi) requested by a pod, and its memory limit (Mi), from its containers' `resources`."""
+    out = []
+    for kind in ("requests", "limits"):
+        main = [amounts(r, kind) for r in containers]
+        first = [amounts(r, kind) for r in init] or [(0, 0)]
+        out.append(
+            (
+                max(sum(c for c, _ in main), max(c for c, _ in first)),
+                max(sum(m for _, m in main), max(m for _, m in first)),
+            )
+        )
+    return out[0][0], out[0][1], out[1][1]
 
 
-def rendered_control_plane(objs: list[dict]) -> dict[str, tuple[int, int, int]]:
-    """name -> (replicas, cpu m, memory Mi) of each long-running workload in the render."""
+def rendered_control_plane(objs: list[dict]) -> dict[str, tuple[int, int, int, int]]:
+    """name -> (replicas, cpu m, memory Mi, memory limit Mi) of each long-running workload in the render."""
     rows = {}
     for obj in objs:
         if obj["kind"] not in ("Deployment", "StatefulSet"):
             continue
         spec = obj["spec"]["template"]["spec"]
-        cpu, mem = pod_request(
+        amount = pod_request(
             [c.get("resources") for c in spec["containers"]],
             [c.get("resources") for c in spec.get("initContainers", [])],
         )
-        rows[obj["metadata"]["name"].removeprefix(f"{chartlib.RELEASE}-")] = (obj["spec"].get("replicas", 1), cpu, mem)
+        rows[obj["metadata"]["name"].removeprefix(f"{chartlib.RELEASE}-")] = (obj["spec"].get("replicas", 1), *amount)
     return rows
 
 
-def modelled_control_plane(values: dict) -> dict[str, tuple[int, int, int]]:
+def modelled_control_plane(values: dict) -> dict[str, tuple[int, int, int, int]]:
     """The same table from the overlays alone (which containers the official chart adds per component)."""
     af = chartlib.deep_merge(chartlib.load_yaml(chartlib.SHARED_CHART / "values.yaml"), values["airflow"])
     git = af["dags"]["gitSync"]["resources"] if af["dags"]["gitSync"]["enabled"] else None
 
-    def component(key: str, *, git_sync: bool, groomer: bool, extra_init=()) -> tuple[int, int, int]:
+    def component(key: str, *, git_sync: bool, groomer: bool, extra_init=()) -> tuple[int, int, int, int]:
         section = af[key]
         main = [section["resources"]]
         init = [section["resources"], *extra_init]  # wait-for-airflow-migrations uses the component's resources
@@ -100,7 +106,7 @@ def modelled_control_plane(values: dict) -> dict[str, tuple[int, int, int]]:
     return rows
 
 
-def peak_task_pods(template_resources: dict, git_resources: dict) -> dict[str, tuple[int, int, int]]:
+def peak_task_pods(template_resources: dict, git_resources: dict) -> dict[str, tuple[int, int, int, int]]:
     try:
         from tripclick.policy import DEFAULT_POLICY
     except ImportError:  # pragma: no cover - only before the DAG's policy module exists
@@ -112,15 +118,16 @@ def peak_task_pods(template_resources: dict, git_resources: dict) -> dict[str, t
     return rows
 
 
-def _table(rows: dict[str, tuple[int, int, int]]) -> tuple[str, int, int]:
-    lines = [f"{'pod':32} {'n':>2} {'cpu (m)':>8} {'memory (Mi)':>12}"]
-    total_cpu = total_mem = 0
-    for name, (replicas, cpu, mem) in rows.items():
-        lines.append(f"{name:32} {replicas:>2} {cpu * replicas:>8} {mem * replicas:>12}")
+def _table(rows: dict[str, tuple[int, int, int, int]]) -> tuple[str, int, int]:
+    lines = [f"{'pod':32} {'n':>2} {'cpu req (m)':>12} {'mem req (Mi)':>13} {'mem limit (Mi)':>15}"]
+    total_cpu = total_mem = total_limit = 0
+    for name, (replicas, cpu, mem, limit) in rows.items():
+        lines.append(f"{name:32} {replicas:>2} {cpu * replicas:>12} {mem * replicas:>13} {limit * replicas:>15}")
         total_cpu += cpu * replicas
         total_mem += mem * replicas
-    lines.append(f"{'total requests':32} {'':>2} {total_cpu:>8} {total_mem:>12}")
-    lines.append(f"{'budget (m5.large minus k3s/OS)':32} {'':>2} {BUDGET_CPU_M:>8} {BUDGET_MEM_MI:>12}")
+        total_limit += limit * replicas
+    lines.append(f"{'total':32} {'':>2} {total_cpu:>12} {total_mem:>13} {total_limit:>15}")
+    lines.append(f"{'budget (m5.large minus k3s/OS)':32} {'':>2} {BUDGET_CPU_M:>12} {BUDGET_MEM_MI:>13}")
     return "\n".join(lines), total_cpu, total_mem
 
 
@@ -137,6 +144,10 @@ def _check(rows, capsys, title):
         print(f"\n{title}\n{table}")
     assert cpu <= BUDGET_CPU_M, f"CPU requests {cpu}m exceed {BUDGET_CPU_M}m\n{table}"
     assert mem <= BUDGET_MEM_MI, f"memory requests {mem}Mi exceed {BUDGET_MEM_MI}Mi\n{table}"
+    # Memory is not compressible: if every pod used its limit at once, the node must still not
+    # overcommit, or the kernel OOM-kills something in the middle of the day's run.
+    limit = sum(row[0] * row[3] for row in rows.values())
+    assert limit <= BUDGET_MEM_MI, f"memory limits {limit}Mi exceed {BUDGET_MEM_MI}Mi at the peak\n{table}"
 
 
 def test_peak_fits_the_node_from_the_overlays(production_values, capsys):
