@@ -90,10 +90,10 @@ def test_every_airflow_pod_is_default_denied_then_allowed_dns_db_and_api(wrapper
 def test_host_network_spark_tasks_reach_the_api_server_and_show_logs(wrapper_renders):
     objs = chartlib.objects(wrapper_renders["base+k3s-ec2"])
     ingress = _by_name(objs, "NetworkPolicy", "tripclick-np-api-server-ingress")["spec"]["ingress"]
-    assert jmespath.search("[].from[].ipBlock.cidr", ingress) == ["10.20.0.10/32"]
+    assert jmespath.search("[].from[].ipBlock.cidr", ingress) == ["10.20.0.10/32", "10.42.0.1/32"]
     assert jmespath.search("[].ports[].port", ingress) == [8080]
     logs = _by_name(objs, "NetworkPolicy", "tripclick-np-api-server-to-host-network-tasks")["spec"]
-    assert jmespath.search("egress[].to[].ipBlock.cidr", logs) == ["10.20.0.10/32"]
+    assert jmespath.search("egress[].to[].ipBlock.cidr", logs) == ["10.20.0.10/32", "10.42.0.1/32"]
     assert jmespath.search("egress[].ports[].port", logs) == [8793]
 
 
