@@ -17,6 +17,7 @@ import sys
 
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
+
 # The driver runs this file with its folder on sys.path (client mode), so the sibling module imports.
 from streaming_to_silver import RAW_SCHEMA, hadoop_path
 

@@ -19,7 +19,6 @@ import sys
 
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
-from pyspark.sql.window import Window
 
 DDL = {
     "mart_session_analysis": """
@@ -59,23 +58,27 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 
 
 def build_marts(silver, day: str) -> dict:
-    sessions = silver.groupBy("session_id").agg(
-        F.count("*").alias("clicks"),
-        F.countDistinct("document_id").alias("unique_documents"),
-        F.countDistinct("keywords").alias("unique_queries"),
-        F.min("event_time").alias("first_event_time"),
-        F.max("event_time").alias("last_event_time"),
-    ).withColumn(
-        "duration_seconds",
-        F.col("last_event_time").cast("double") - F.col("first_event_time").cast("double"),
+    """Four small aggregations on the cluster; the day-level figures and ranks are derived on the driver."""
+    sessions = (
+        silver.groupBy("session_id")
+        .agg(
+            F.count("*").alias("clicks"),
+            F.countDistinct("document_id").alias("unique_documents"),
+            F.countDistinct("keywords").alias("unique_queries"),
+            F.min("event_time").alias("first_event_time"),
+            F.max("event_time").alias("last_event_time"),
+        )
+        .collect()
     )
-    by_hour = silver.groupBy(F.hour("event_time").alias("hour")).count()
-    peak = by_hour.orderBy(F.desc("count"), "hour").first()
-    totals = silver.agg(
-        F.count("*").alias("total_events"),
-        F.countDistinct("session_id").alias("unique_sessions"),
-        F.countDistinct("document_id").alias("unique_documents"),
-    ).first()
+    docs = (
+        silver.groupBy("document_id")
+        .agg(
+            F.first("title", ignorenulls=True).alias("title"),
+            F.count("*").alias("clicks"),
+            F.countDistinct("session_id").alias("unique_sessions"),
+        )
+        .collect()
+    )
     areas = (
         silver.select("session_id", "document_id", F.explode("clinical_areas").alias("clinical_area"))
         .groupBy("clinical_area")
@@ -84,28 +87,31 @@ def build_marts(silver, day: str) -> dict:
             F.countDistinct("session_id").alias("unique_sessions"),
             F.countDistinct("document_id").alias("unique_documents"),
         )
+        .collect()
     )
-    docs = (
-        silver.groupBy("document_id")
-        .agg(F.first("title", ignorenulls=True).alias("title"), F.count("*").alias("clicks"),
-             F.countDistinct("session_id").alias("unique_sessions"))
-        .withColumn("popularity_rank", F.dense_rank().over(Window.orderBy(F.desc("clicks"))))
-    )
+    hours = silver.groupBy(F.hour("event_time").alias("hour")).count().collect()
+    if not sessions:
+        return {"mart_session_analysis": []}
+
+    total_events = sum(r.clicks for r in sessions)
+    peak = min(hours, key=lambda r: (-r["count"], r.hour))
+    # Dense rank by clicks (1 = most clicked), ties share a rank.
+    distinct_clicks = sorted({r.clicks for r in docs}, reverse=True)
+    rank_of = {clicks: i + 1 for i, clicks in enumerate(distinct_clicks)}
     return {
         "mart_session_analysis": [
-            (r.session_id, day, r.clicks, r.unique_documents, r.unique_queries, r.first_event_time,
-             r.last_event_time, float(r.duration_seconds))
-            for r in sessions.collect()
+            (
+                r.session_id, day, r.clicks, r.unique_documents, r.unique_queries, r.first_event_time,
+                r.last_event_time, (r.last_event_time - r.first_event_time).total_seconds(),
+            )
+            for r in sessions
         ],
         "mart_daily_traffic": [
-            (day, totals.total_events, totals.unique_sessions, totals.unique_documents,
-             totals.total_events / max(totals.unique_sessions, 1), peak.hour, peak["count"])
+            (day, total_events, len(sessions), len(docs), total_events / max(len(sessions), 1), peak.hour, peak["count"])
         ],
-        "mart_clinical_areas": [
-            (day, r.clinical_area, r.events, r.unique_sessions, r.unique_documents) for r in areas.collect()
-        ],
+        "mart_clinical_areas": [(day, r.clinical_area, r.events, r.unique_sessions, r.unique_documents) for r in areas],
         "mart_popular_documents": [
-            (day, r.document_id, r.title, r.clicks, r.unique_sessions, r.popularity_rank) for r in docs.collect()
+            (day, r.document_id, r.title, r.clicks, r.unique_sessions, rank_of[r.clicks]) for r in docs
         ],
     }
 
@@ -128,7 +134,7 @@ def write_marts(dsn: str, day: str, marts: dict) -> None:
         raise SystemExit(f"etl_to_gold: ERROR: cannot connect to the gold database ({dsn}): {str(exc).strip()}") from None
     try:
         with conn, conn.cursor() as cur:  # one transaction: commit on success, rollback on any error
-            for table, ddl in DDL.items():
+            for ddl in DDL.values():
                 cur.execute(ddl)
             for table, rows in marts.items():
                 cur.execute(f"DELETE FROM {table} WHERE event_date = %s", (day,))  # noqa: S608 - fixed names
@@ -154,11 +160,10 @@ def main(argv: list[str]) -> int:
         print(f"etl_to_gold: ERROR: no silver data for {day} at {source}: {str(exc).splitlines()[0]}. "
               f"Run streaming_to_silver for this date first.", file=sys.stderr)
         return 2
-    silver = silver.cache()
-    if silver.limit(1).count() == 0:
+    marts = build_marts(silver, day)
+    if not marts["mart_session_analysis"]:
         print(f"etl_to_gold: ERROR: silver partition {source} is empty; nothing to publish for {day}", file=sys.stderr)
         return 2
-    marts = build_marts(silver, day)
     write_marts(args.pg_dsn, day, marts)
     for table, rows in marts.items():
         print(f"etl_to_gold: {table}: {len(rows)} rows for {day}", flush=True)

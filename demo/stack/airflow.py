@@ -17,7 +17,7 @@ from .services import Service, clean_env, http_get, java_home, spark_home
 # Demo timings: the producers replay the day this many times faster than real time, and the streaming job
 # stops after this many seconds (after draining what has landed). Only Variables change; the DAG does not.
 REPLAY_SPEED = 4000
-STREAMING_SECONDS = 45
+STREAMING_SECONDS = 30
 
 
 def airflow_home() -> Path:
@@ -51,7 +51,7 @@ def demo_variables() -> dict[str, str]:
         "tripclick_producer_extra_env": json.dumps({"TRIPCLICK_REPLAY_SPEED": str(REPLAY_SPEED)}),
         "tripclick_spark_apps_dir": str(config.spark_apps_dir()),
         "tripclick_spark_jobs": json.dumps(jobs),
-        "tripclick_spark_conf": json.dumps({"spark.ui.enabled": "false", "spark.sql.shuffle.partitions": "4"}),
+        "tripclick_spark_conf": json.dumps({"spark.ui.enabled": "false", "spark.sql.shuffle.partitions": "2"}),
         "tripclick_spark_driver_host": config.HOST,
         "tripclick_spark_driver_port": str(config.PORTS["spark_driver"]),
         "tripclick_spark_blockmanager_port": str(config.PORTS["spark_blockmanager"]),
