@@ -185,3 +185,30 @@ def test_plain_tcp_docker_allowed_explicitly_still_warns(wrapper_chart):
         }
     }
     assert "WITHOUT TLS" in chartlib.notes(_render(wrapper_chart, "base+k3s-ec2", patch))
+
+
+@pytest.mark.parametrize("combo", COMBOS)
+def test_rendered_variables_parse_as_the_dag_reads_them(wrapper_renders, combo):
+    """Values -> ConfigMap string -> the DAG's own parser, for every Variable an overlay sets."""
+    config = pytest.importorskip("tripclick.config", reason="dags/tripclick/config.py not importable")
+    data = _by_name(chartlib.objects(wrapper_renders[combo]), "ConfigMap", "tripclick-variables")["data"] or {}
+    assert data, "the overlays set Variables"
+    for key, raw in data.items():
+        spec = config.VARIABLES_BY_NAME[key.removeprefix("AIRFLOW_VAR_").lower()]
+        spec.parse(raw)  # raises ValueError naming the expected form
+
+
+def test_every_variable_type_survives_rendering(wrapper_chart):
+    config = pytest.importorskip("tripclick.config", reason="dags/tripclick/config.py not importable")
+    given = {
+        "tripclick_docker_allow_plain_tcp": False,
+        "tripclick_spark_blockmanager_port": 41001,
+        "tripclick_producer_mode": "batch",
+        "tripclick_producer_extra_env": {"REPLAY_SPEED": "60"},
+        "tripclick_preflight_skip": ["slack"],
+        "tripclick_spark_conf": {"spark.sql.shuffle.partitions": 4},
+    }
+    rendered = _render(wrapper_chart, "base", {"tripclick": {"variables": given}})
+    data = _by_name(chartlib.objects(rendered), "ConfigMap", "tripclick-variables")["data"]
+    for name, value in given.items():
+        assert config.VARIABLES_BY_NAME[name].parse(data[f"AIRFLOW_VAR_{name.upper()}"]) == value, name
