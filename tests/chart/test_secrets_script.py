@@ -254,3 +254,21 @@ def test_make_secrets_creates_what_the_release_refers_to(full_renders, files, co
         if name not in store.secrets or (key is not None and key not in store.secrets[name])
     )
     assert missing == [], missing
+
+
+def test_the_admin_secret_logs_in_the_user_the_values_name(files, tmp_path, monkeypatch):
+    """Airflow's own Simple auth manager, fed as the api-server is (values' users, the Secret's file),
+    finds a password for every user: it would otherwise generate one and print it to the log."""
+    store = MemoryStore()
+    ms.apply(ms.validate(_doc("production.yaml.example", files), env="p"), store, log=lambda _: None)
+    passwords = tmp_path / "passwords.json"
+    passwords.write_text(store.read(ms.ADMIN)["passwords.json"])
+    core = chartlib.overlay_values(("base",))["airflow"]["config"]["core"]
+    monkeypatch.setenv("AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS", core["simple_auth_manager_users"])
+    monkeypatch.setenv("AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE", str(passwords))
+    from airflow.api_fastapi.auth.managers.simple.simple_auth_manager import SimpleAuthManager
+
+    before = passwords.read_text()
+    SimpleAuthManager().init()
+    assert passwords.read_text() == before, "the auth manager had to invent a password: usernames differ"
+    assert [u.username for u in SimpleAuthManager.get_users()] == list(json.loads(before))
