@@ -131,6 +131,21 @@ def test_every_container_has_requests_and_limits(full_renders, combo):
 
 
 @pytest.mark.parametrize("combo", COMBOS)
+def test_airflow_pods_run_unprivileged(full_renders, combo):
+    objs = _objs(full_renders, combo)
+    specs = {o["metadata"]["name"]: chartlib.pod_spec(o) for o in objs if chartlib.pod_spec(o)}
+    specs["pod-template"] = chartlib.pod_template(objs)["spec"]
+    specs.pop("tripclick-postgresql", None)  # Bitnami's own non-root settings (kind only)
+    for name, spec in specs.items():
+        assert spec["securityContext"]["runAsNonRoot"] is True, name
+        assert spec["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}, name
+        for container in _containers(spec):
+            context = container.get("securityContext") or {}
+            assert context.get("allowPrivilegeEscalation") is False, (name, container["name"])
+            assert context.get("capabilities") == {"drop": ["ALL"]}, (name, container["name"])
+
+
+@pytest.mark.parametrize("combo", COMBOS)
 def test_api_server_service_matches_the_port_forward_in_notes(full_renders, combo):
     objs = _objs(full_renders, combo)
     service = next(o for o in objs if o["kind"] == "Service" and o["metadata"]["name"] == "tripclick-api-server")
