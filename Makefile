@@ -50,3 +50,47 @@ secrets: $(STAMP) ## Create/update the Kubernetes Secrets from secrets/<ENV>.yam
 test-chart: $(STAMP) ## Chart layer: overlay schemas, wrapper templates, full render (needs AIRFLOW_CHART_SOURCE), budget, executor view
 	$(PY) -m pytest tests/chart
 # --- end chart (issue 4) ---
+
+# --- image and kind (issue 5) ---
+# The Airflow version comes from requirements.txt only; tests/image fails if image/Dockerfile's default differs.
+IMAGE_AIRFLOW_VERSION = $(shell sed -n 's/^apache-airflow==\([^ ;#]*\).*/\1/p' requirements.txt)
+# -dirty marks a build from uncommitted changes to what goes into the image.
+IMAGE_REVISION = $(shell git rev-parse --short HEAD 2>/dev/null || echo nogit)$(if $(shell git status --porcelain -- image requirements.txt .dockerignore 2>/dev/null),-dirty)
+AIRFLOW_IMAGE_NAME ?= tripclick-airflow
+AIRFLOW_IMAGE_TAG ?= $(IMAGE_AIRFLOW_VERSION)-$(IMAGE_REVISION)
+AIRFLOW_IMAGE ?= $(AIRFLOW_IMAGE_NAME):$(AIRFLOW_IMAGE_TAG)
+IMAGE_SOURCE ?= $(or $(shell git config --get remote.origin.url 2>/dev/null),unknown)
+# Empty: the Dockerfile's own default, apache/airflow:<version>-python3.12. tests/image sets a stand-in.
+AIRFLOW_BASE_IMAGE ?=
+IMAGE_DOCKER ?= docker
+IMAGE_BUILD_FLAGS ?=
+
+.PHONY: image
+image: ## Build the Airflow image tripclick-airflow:<airflow version>-<git short rev> (image/Dockerfile)
+	@test -n "$(IMAGE_AIRFLOW_VERSION)" || { echo "requirements.txt has no apache-airflow==<version> line; add it" >&2; exit 1; }
+	DOCKER_BUILDKIT=1 $(IMAGE_DOCKER) build --file image/Dockerfile \
+	  --build-arg AIRFLOW_VERSION=$(IMAGE_AIRFLOW_VERSION) \
+	  $(if $(AIRFLOW_BASE_IMAGE),--build-arg BASE_IMAGE=$(AIRFLOW_BASE_IMAGE)) \
+	  --build-arg IMAGE_REVISION=$(IMAGE_REVISION) --build-arg IMAGE_SOURCE=$(IMAGE_SOURCE) \
+	  $(IMAGE_BUILD_FLAGS) --tag $(AIRFLOW_IMAGE) .
+
+.PHONY: image-ref
+image-ref: ## Print the image reference `make image` builds
+	@echo $(AIRFLOW_IMAGE)
+
+.PHONY: lint-image
+lint-image: $(STAMP) ## Lint image/Dockerfile with hadolint (rules and ignores in image/.hadolint.yaml)
+	$(VENV)/bin/hadolint --config image/.hadolint.yaml image/Dockerfile
+
+.PHONY: test-image
+test-image: $(STAMP) ## Image layer: version agreement, hadolint, build on a Debian stand-in base and run it (root, ~5 min)
+	$(PY) -m pytest tests/image
+
+.PHONY: kind-test
+kind-test: ## Deploy to a local kind cluster and run the pipeline there (needs docker, kind, kubectl, helm)
+	scripts/kind-test.sh
+
+.PHONY: kind-down
+kind-down: ## Delete the kind cluster made by kind-test
+	scripts/kind-down.sh
+# --- end image and kind (issue 5) ---

@@ -1,0 +1,257 @@
+"""Build image/Dockerfile on a stand-in for the official Airflow base, with a private Docker daemon.
+
+The official `apache/airflow` image cannot be pulled here, so the base is made from Debian packages
+with the official image's layout (see README "The Airflow image"):
+  - Debian bookworm (the official 3.x images are built on debian:bookworm-slim), minbase variant;
+  - user `airflow`, uid 50000, primary group 0, home /home/airflow;
+  - a virtual environment at /home/airflow/.local whose bin/ comes first on PATH, as the official
+    image's VIRTUAL_ENV; pip in it; AIRFLOW_HOME=/opt/airflow with dags/ and logs/; USER 50000.
+Differences that remain: Python 3.11 (bookworm's) instead of the official 3.12 built from source,
+no Airflow preinstalled (the Dockerfile's pip step installs it from the pin), no entrypoint script,
+dumb-init, database clients or the official image's other apt packages.
+
+Everything lives under .state/image/: the daemon's data, exec root, socket, pid file and log, and the
+base root-filesystem tarball, cached under a key made from the recipe below.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import signal
+import subprocess
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+STATE = REPO / ".state" / "image"
+
+SUITE = "bookworm"
+MIRROR = "http://deb.debian.org/debian"
+PACKAGES = ("python3", "python3-venv", "ca-certificates")
+BASE_TAG = f"tripclick-standin-base:{SUITE}"
+AIRFLOW_UID = 50000
+# What the official image sets in its final stage (apache/airflow Dockerfile, `main` stage).
+BASE_CHANGES = (
+    "ENV PATH=/home/airflow/.local/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+    "ENV VIRTUAL_ENV=/home/airflow/.local",
+    "ENV AIRFLOW_HOME=/opt/airflow",
+    "ENV AIRFLOW_UID=50000",
+    "ENV AIRFLOW_USER_HOME_DIR=/home/airflow",
+    "ENV AIRFLOW__CORE__LOAD_EXAMPLES=false",
+    "ENV LANG=C.UTF-8",
+    "ENV DEBIAN_FRONTEND=noninteractive",
+    "WORKDIR /opt/airflow",
+    f"USER {AIRFLOW_UID}",
+)
+CHROOT_STEPS = (
+    ["useradd", "--uid", str(AIRFLOW_UID), "--gid", "0", "--home-dir", "/home/airflow", "--create-home",
+     "--shell", "/bin/bash", "airflow"],
+    ["python3", "-m", "venv", "/home/airflow/.local"],
+    ["mkdir", "-p", "/opt/airflow/dags", "/opt/airflow/logs"],
+    ["chown", "-R", "airflow:0", "/home/airflow", "/opt/airflow"],
+    ["chmod", "-R", "g+rw", "/home/airflow", "/opt/airflow"],
+)  # fmt: skip
+
+
+def recipe_key() -> str:
+    recipe = json.dumps([SUITE, MIRROR, PACKAGES, BASE_CHANGES, CHROOT_STEPS])
+    return hashlib.sha256(recipe.encode()).hexdigest()[:16]
+
+
+def docker_cli() -> str | None:
+    """Debian's docker.io client first: it builds with BuildKit without the buildx plugin."""
+    if Path("/usr/bin/docker").exists():
+        return "/usr/bin/docker"
+    return shutil.which("docker")
+
+
+def missing_prerequisites() -> str | None:
+    """Why the stand-in build cannot run on this machine, or None."""
+    if os.geteuid() != 0:
+        return "the stand-in build needs root (private dockerd, debootstrap, chroot); run as root or in CI"
+    missing = [tool for tool in ("dockerd", "debootstrap") if shutil.which(tool) is None]
+    if docker_cli() is None:
+        missing.append("docker")
+    if missing:
+        return (
+            f"missing {', '.join(missing)}: install Debian's docker.io and debootstrap "
+            "(scripts/system_deps.sh does it as root)"
+        )
+    return None
+
+
+def unset_ca_overrides(env: dict[str, str]) -> dict[str, str]:
+    # This machine's REQUESTS_CA_BUNDLE/CURL_CA_BUNDLE are for outbound HTTPS, not for the daemon socket.
+    return {k: v for k, v in env.items() if k not in ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE")}
+
+
+@dataclass
+class Daemon:
+    """A dockerd of our own: nothing else on the machine uses its socket, data or containerd namespace."""
+
+    state: Path = STATE
+    started_here: bool = False
+    figures: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def socket(self) -> Path:
+        return self.state / "docker.sock"
+
+    @property
+    def pidfile(self) -> Path:
+        return self.state / "dockerd.pid"
+
+    @property
+    def env(self) -> dict[str, str]:
+        env = unset_ca_overrides(dict(os.environ))
+        env["DOCKER_HOST"] = f"unix://{self.socket}"
+        env["DOCKER_BUILDKIT"] = "1"
+        return env
+
+    def docker(self, *args: str, check: bool = True, timeout: float = 900) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [docker_cli(), *args], env=self.env, capture_output=True, text=True, check=check, timeout=timeout
+        )
+
+    def alive(self) -> bool:
+        try:
+            return self.docker("version", "--format", "{{.Server.Version}}", check=False, timeout=20).returncode == 0
+        except subprocess.TimeoutExpired:
+            return False
+
+    def start(self) -> None:
+        if self.alive():
+            return
+        self.state.mkdir(parents=True, exist_ok=True)
+        # A daemon that died uncleanly leaves its pid file and socket; dockerd refuses to start over them.
+        for stale in (self.pidfile, self.socket):
+            stale.unlink(missing_ok=True)
+        cmd = [
+            "dockerd",
+            "--data-root", str(self.state / "docker"),
+            "--exec-root", str(self.state / "exec"),
+            "--pidfile", str(self.pidfile),
+            "--host", f"unix://{self.socket}",
+            # No bridge and no iptables rules: this daemon must not touch the host's network set-up.
+            # Builds use --network host instead (pip and apt need PyPI and Debian).
+            "--bridge=none", "--iptables=false", "--ip6tables=false",
+            # Its own containerd namespaces, so it cannot clash with any other dockerd on the machine.
+            "--containerd-namespace", "tripclick-image",
+            "--containerd-plugins-namespace", "tripclick-image-plugins",
+        ]  # fmt: skip
+        log = (self.state / "dockerd.log").open("ab")
+        subprocess.Popen(cmd, stdout=log, stderr=log, start_new_session=True, env=unset_ca_overrides(dict(os.environ)))
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if self.alive():
+                self.started_here = True
+                return
+            time.sleep(0.5)
+        raise RuntimeError(f"private dockerd did not answer on {self.socket} within 60 s; see {self.state}/dockerd.log")
+
+    def stop(self) -> None:
+        if not self.started_here or not self.pidfile.exists():
+            return
+        pid = int(self.pidfile.read_text().strip())
+        os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                os.kill(pid, 0)
+            except ProcessLookupError:
+                return
+            time.sleep(0.5)
+
+
+def base_tarball(state: Path = STATE) -> tuple[Path, float]:
+    """The stand-in root filesystem as a tarball, from cache if the recipe has not changed."""
+    tarball = state / f"standin-{SUITE}-{recipe_key()}.tar"
+    if tarball.exists():
+        return tarball, 0.0
+    started = time.monotonic()
+    root = state / "standin-root"
+    if root.exists():
+        shutil.rmtree(root)
+    subprocess.run(
+        ["debootstrap", "--variant=minbase", f"--include={','.join(PACKAGES)}", SUITE, str(root), MIRROR],
+        check=True,
+        capture_output=True,
+    )
+    for step in CHROOT_STEPS:
+        subprocess.run(["chroot", str(root), *step], check=True, capture_output=True)
+    # The Dockerfile runs apt-get update itself, as it must on the official base.
+    for cache in (root / "var/lib/apt/lists", root / "var/cache/apt/archives"):
+        for item in cache.glob("*"):
+            if item.is_file():
+                item.unlink()
+    partial = tarball.with_suffix(".partial")
+    subprocess.run(["tar", "-C", str(root), "--numeric-owner", "-cf", str(partial), "."], check=True)
+    partial.rename(tarball)
+    shutil.rmtree(root)
+    return tarball, time.monotonic() - started
+
+
+def pip_ca_bundle() -> str | None:
+    """The CA bundle this machine's pip trusts, if it is told one (a TLS-intercepting network)."""
+    if os.environ.get("PIP_CERT"):
+        return os.environ["PIP_CERT"]
+    found = subprocess.run(
+        [str(REPO / ".venv/bin/python"), "-m", "pip", "config", "get", "global.cert"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    value = found.stdout.strip()
+    return value if found.returncode == 0 and value and Path(value).exists() else None
+
+
+def airflow_pin() -> str:
+    for line in (REPO / "requirements.txt").read_text().splitlines():
+        if line.startswith("apache-airflow=="):
+            return line.split("==", 1)[1].strip()
+    raise AssertionError("requirements.txt has no apache-airflow== pin")
+
+
+def make_image(daemon: Daemon, ref: str, base: str = BASE_TAG) -> subprocess.CompletedProcess[str]:
+    """`make image` itself, pointed at the private daemon and the stand-in base, building `ref`.
+
+    `ref` comes from `make image-ref` before the build and is passed back in, because other commits can
+    move HEAD during a build of several minutes.
+
+    --network host: the private daemon has no bridge, and pip and apt need PyPI and Debian.
+    The pip_ca secret carries this machine's CA bundle when pip is told one (TLS-intercepting proxy).
+    """
+    flags = ["--network host", "--progress plain"]
+    ca = pip_ca_bundle()
+    if ca:
+        flags.append(f"--secret id=pip_ca,src={ca}")
+    return subprocess.run(
+        [
+            "make",
+            "--no-print-directory",
+            "image",
+            f"IMAGE_DOCKER={docker_cli()}",
+            f"AIRFLOW_BASE_IMAGE={base}",
+            f"AIRFLOW_IMAGE={ref}",
+            f"IMAGE_REVISION={ref.rsplit(':', 1)[1].removeprefix(airflow_pin() + '-')}",
+            f"IMAGE_BUILD_FLAGS={' '.join(flags)}",
+        ],
+        cwd=REPO,
+        env=daemon.env,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=1500,
+    )
+
+
+def make_print(variable: str) -> str:
+    """A value as the Makefile computes it (`make image-ref` and friends)."""
+    done = subprocess.run(
+        ["make", "--no-print-directory", "-s", variable], cwd=REPO, capture_output=True, text=True, check=True
+    )
+    return done.stdout.strip()
