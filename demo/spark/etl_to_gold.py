@@ -148,7 +148,8 @@ def main(argv: list[str]) -> int:
     args = parse_args(argv)
     day = args.date
     spark = (
-        SparkSession.builder.appName(f"etl_to_gold {day}")
+        # The application name comes from spark-submit --name (the DAG sets tripclick-<job>-<date>).
+        SparkSession.builder
         .config("spark.sql.session.timeZone", "UTC")
         .getOrCreate()
     )

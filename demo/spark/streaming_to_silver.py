@@ -97,7 +97,8 @@ def main(argv: list[str]) -> int:
     args = parse_args(argv)
     day = args.date
     spark = (
-        SparkSession.builder.appName(f"streaming_to_silver {day}")
+        # The application name comes from spark-submit --name (the DAG sets tripclick-<job>-<date>).
+        SparkSession.builder
         .config("spark.sql.session.timeZone", "UTC")
         .getOrCreate()
     )

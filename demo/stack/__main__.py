@@ -8,7 +8,7 @@ import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-from . import airflow, config, images
+from . import airflow, config, images, proc
 from .proc import StackError
 from .services import DockerDaemon, Postgres, SlackReceiver, SparkMaster, SparkWorker
 
@@ -65,6 +65,8 @@ def print_access() -> None:
 def down() -> None:
     for s in reversed(all_services()):
         print(f"  {s.down()}", flush=True)
+    for line in proc.reap_sessions():
+        print(f"  stopped straggler {line}")
 
 
 def status() -> int:

@@ -16,8 +16,17 @@ from .services import Service, clean_env, http_get, java_home, spark_home
 
 # Demo timings: the producers replay the day this many times faster than real time, and the streaming job
 # stops after this many seconds (after draining what has landed). Only Variables change; the DAG does not.
-REPLAY_SPEED = 4000
-STREAMING_SECONDS = 30
+REPLAY_SPEED = 8000
+STREAMING_SECONDS = 20
+
+
+DEMO_POLICY = {
+    "preflight": {"retries": 0},
+    "producer": {"retries": 1, "retry_delay_s": 3, "max_retry_delay_s": 10},
+    "streaming_to_silver": {"retries": 0},
+    "batch_to_bronze": {"retries": 1, "retry_delay_s": 5, "max_retry_delay_s": 10},
+    "etl_to_gold": {"retries": 1, "retry_delay_s": 5, "max_retry_delay_s": 10},
+}
 
 
 def airflow_home() -> Path:
@@ -56,6 +65,8 @@ def demo_variables() -> dict[str, str]:
         "tripclick_spark_driver_port": str(config.PORTS["spark_driver"]),
         "tripclick_spark_blockmanager_port": str(config.PORTS["spark_blockmanager"]),
         "tripclick_docker_tls_dir": str(config.client_tls_dir()),
+        # Production retries wait minutes; the demo keeps the same retry counts with second-long delays.
+        "tripclick_task_policy": json.dumps(DEMO_POLICY),
     }
     return v
 

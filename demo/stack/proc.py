@@ -98,6 +98,9 @@ def start(
             user=user,
         )
     (run_dir() / f"{name}.pid").write_text(f"{proc.pid}\n")
+    # Every session this stack ever started: `leftovers` finds renamed children (setproctitle) by session.
+    with open(run_dir() / "sessions", "a") as f:
+        f.write(f"{proc.pid}\n")
     return proc.pid
 
 
@@ -164,3 +167,42 @@ def wait_for(
                 f"--- last lines of {log} ---\n{tail(log) if log else ''}"
             )
         time.sleep(0.5)
+
+
+def leftovers(sessions_only: bool = False) -> list[tuple[int, str]]:
+    """Processes still alive from a session this stack started (or, unless sessions_only, whose command
+    line mentions the stack's state folder)."""
+    needle = str(config.STATE).encode()
+    found = []
+    me = os.getpid()
+    try:
+        sessions = {int(x) for x in (run_dir() / "sessions").read_text().split()}
+    except FileNotFoundError:
+        sessions = set()
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == me:
+            continue
+        try:
+            cmd = (entry / "cmdline").read_bytes()
+        except (FileNotFoundError, PermissionError, ProcessLookupError):
+            continue
+        try:
+            sid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[3])
+        except (FileNotFoundError, IndexError, ValueError):
+            sid = -1
+        mentions = not sessions_only and needle in cmd
+        if (sid in sessions or mentions) and pid_alive(int(entry.name)):
+            found.append((int(entry.name), cmd.replace(b"\0", b" ").decode(errors="replace")[:160]))
+    return found
+
+
+def reap_sessions() -> list[str]:
+    """After every service is stopped: end stragglers of the stack's own sessions (task processes,
+    spark-submit JVMs), by PID, then forget the sessions."""
+    report = []
+    for pid, text in leftovers(sessions_only=True):
+        report.append(f"pid {pid}: {text}")
+        stop_pid(f"straggler {pid}", pid, timeout=10)
+    if not leftovers(sessions_only=True):
+        (run_dir() / "sessions").unlink(missing_ok=True)
+    return report
