@@ -4,6 +4,7 @@
 #
 #   scripts/kind-test.sh               all steps below; the cluster is kept (reused next time)
 #   scripts/kind-test.sh --preflight   step 1 only: exit 0 when everything is there, 3 when not
+#   scripts/kind-test.sh --dev-values DIR   only step 4's generated files (certificates, secrets input)
 #   make kind-down                     delete the cluster
 #
 # Exit status: 0 passed, 3 cannot run here (the reason is printed, starting "SKIP:"), other = failed
@@ -208,7 +209,21 @@ EOF
   chmod 600 "$STATE/secrets-kind.yaml"
 }
 
+dev_values() { # everything step 4 generates, under $STATE; reused by later runs, so keys do not rotate
+  mkdir -p "$STATE"
+  dev_certificates
+  [ -s "$STATE/git-ssh-key" ] || ssh-keygen -q -t ed25519 -N '' -C kind-test -f "$STATE/git-ssh-key"
+  [ -s "$STATE/gold-password" ] || (umask 077 && openssl rand -hex 16 >"$STATE/gold-password")
+  write_secrets_input
+}
+
 main() {
+  if [ "${1:-}" = --dev-values ]; then
+    # Only the generated development values, into the given folder (tests/kind checks them offline).
+    STATE=${2:?usage: $0 --dev-values <folder>}
+    dev_values
+    exit 0
+  fi
   if [ "${1:-}" = --preflight ]; then
     say "step 1: preflight only"
     preflight only
@@ -248,10 +263,7 @@ main() {
 
   # step 4: Generate development values (TLS certificates, passwords, the secrets input) and run `make secrets`
   say "step 4: development values and Secrets"
-  dev_certificates
-  [ -s "$STATE/git-ssh-key" ] || ssh-keygen -q -t ed25519 -N '' -C kind-test -f "$STATE/git-ssh-key"
-  [ -s "$STATE/gold-password" ] || (umask 077 && openssl rand -hex 16 >"$STATE/gold-password")
-  write_secrets_input
+  dev_values
   kc create namespace "$NS" --dry-run=client -o yaml | kc apply -f -
   kc create namespace "$STANDINS" --dry-run=client -o yaml | kc apply -f -
   "$PY" scripts/make_secrets.py --file "$STATE/secrets-kind.yaml" --context "$CONTEXT"

@@ -283,3 +283,48 @@ def test_make_kind_test_is_the_script():
     done = subprocess.run(["make", "-n", "kind-test", "kind-down"], cwd=REPO, capture_output=True, text=True)
     assert "scripts/kind-test.sh" in done.stdout and "scripts/kind-down.sh" in done.stdout
     assert os.access(SCRIPT, os.X_OK) and os.access(REPO / "scripts" / "kind-down.sh", os.X_OK)
+
+
+# ---------------------------------------------------------------- step 4's generated values
+
+
+@pytest.fixture(scope="module")
+def dev_values(tmp_path_factory) -> Path:
+    for tool in ("openssl", "ssh-keygen"):
+        if shutil.which(tool) is None:
+            pytest.skip(f"{tool} not installed (Debian packages openssl, openssh-client)")
+    folder = tmp_path_factory.mktemp("kind-state")
+    done = subprocess.run([str(SCRIPT), "--dev-values", str(folder)], capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stdout + done.stderr
+    return folder
+
+
+def test_generated_secrets_input_passes_make_secrets_validation(dev_values):
+    """The interface with scripts/make_secrets.py (issue 4): its own checks accept what step 4 writes."""
+    done = subprocess.run(
+        [str(REPO / ".venv/bin/python"), str(REPO / "scripts/make_secrets.py"), "--file",
+         str(dev_values / "secrets-kind.yaml"), "--dry-run"],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    names = {doc["metadata"]["name"] for doc in yaml.safe_load_all(done.stdout) if doc}
+    assert {"tripclick-connections", "tripclick-docker-tls", "tripclick-admin"} <= names
+    assert "BEGIN" not in done.stdout, "a dry run must not print key material"
+
+
+def test_docker_host_certificate_names_both_servers_as_the_dag_connects_to_them(dev_values):
+    tls = dev_values / "tls"
+    certs = [str(tls / "server-cert.pem"), str(tls / "client-cert.pem")]
+    verify = subprocess.run(
+        ["openssl", "verify", "-CAfile", str(tls / "ca.pem"), *certs], capture_output=True, text=True, check=False
+    )
+    assert verify.returncode == 0, verify.stdout + verify.stderr
+    san = subprocess.run(
+        ["openssl", "x509", "-in", str(tls / "server-cert.pem"), "-noout", "-ext", "subjectAltName"],
+        capture_output=True, text=True, check=True,
+    ).stdout  # fmt: skip
+    connections = yaml.safe_load((dev_values / "secrets-kind.yaml").read_text())["connections"]
+    for conn_id in ("docker_server0", "docker_server1"):
+        host = re.fullmatch(r"tcp://([^:]+):2376", connections[conn_id]).group(1)
+        assert f"DNS:{host}" in san, f"docker-py ignores tls_hostname: the certificate must name {host}"
+    assert oct((dev_values / "secrets-kind.yaml").stat().st_mode & 0o777) == "0o600"
