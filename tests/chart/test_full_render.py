@@ -146,6 +146,27 @@ def test_airflow_pods_run_unprivileged(full_renders, combo):
 
 
 @pytest.mark.parametrize("combo", COMBOS)
+def test_only_the_scheduler_and_api_server_hold_a_kubernetes_token(full_renders, combo):
+    objs = _objs(full_renders, combo)
+    accounts = {o["metadata"]["name"]: o for o in objs if o["kind"] == "ServiceAccount"}
+    holders = set()
+    for obj in objs:
+        spec = chartlib.pod_spec(obj)
+        if spec and obj["metadata"]["labels"].get("tier") == "airflow":
+            account = accounts[spec["serviceAccountName"]]
+            if spec.get("automountServiceAccountToken", account.get("automountServiceAccountToken", True)):
+                holders.add(obj["metadata"]["name"])
+    assert holders == {"tripclick-scheduler", "tripclick-api-server"}
+
+
+@pytest.mark.parametrize("combo", COMBOS)
+def test_official_chart_sees_no_deprecated_key(full_renders, combo):
+    notes = full_renders[combo]["tripclick-orchestration/charts/airflow/templates/NOTES.txt"]
+    assert "Thank you for installing Apache Airflow 3.3.2" in notes
+    assert "DEPRECATION WARNING" not in notes, notes
+
+
+@pytest.mark.parametrize("combo", COMBOS)
 def test_api_server_service_matches_the_port_forward_in_notes(full_renders, combo):
     objs = _objs(full_renders, combo)
     service = next(o for o in objs if o["kind"] == "Service" and o["metadata"]["name"] == "tripclick-api-server")

@@ -83,7 +83,7 @@ def test_every_airflow_pod_is_default_denied_then_allowed_dns_db_and_api(wrapper
     https = next(r for r in common["egress"] if r["ports"] == [{"protocol": "TCP", "port": 443}])
     assert "10.0.0.0/8" in https["to"][0]["ipBlock"]["except"]
     api = _by_name(objs, "NetworkPolicy", "tripclick-np-kube-api-egress")["spec"]
-    assert jmespath.search("podSelector.matchExpressions[0].values", api) == ["scheduler", "api-server", "triggerer"]
+    assert jmespath.search("podSelector.matchExpressions[0].values", api) == ["scheduler", "api-server"]
     assert jmespath.search("egress[].to[].ipBlock.cidr", api) == ["10.20.0.10/32"]
 
 
