@@ -221,25 +221,30 @@ def test_scripts_pass_shellcheck():
     assert done.returncode == 0, done.stdout
 
 
+STAGES = ("preflight", "producer_server0", "producer_server1", "streaming_to_silver", "batch_to_bronze", "etl_to_gold")
+SUMMARY = ":large_green_circle: *tripclick_daily_pipeline* finished for 2020-06-01\n" + "\n".join(
+    f"- {stage}: success, started 2020-06-01T15:00:00+00:00, took 0m05s" for stage in STAGES
+)
+ALERT = ":red_circle: *tripclick_daily_pipeline* task *producer_server0* failed\ndate: 2020-06-01   try: 1"
+
+
+def received(*texts: str) -> list[dict]:
+    """What demo/slack_receiver's GET /messages returns."""
+    return [{"received_at": 0.0, "path": "/services/T000/B000/XXXX", "payload": {"text": t}} for t in texts]
+
+
 @pytest.mark.parametrize(
     ("messages", "expected"),
     [
-        (
-            [{"text": ":large_green_circle: *tripclick_daily_pipeline* finished for 2020-06-01\n- gold: success"}],
-            0,
-        ),
-        ([], 1),
-        ([{"text": ":large_green_circle: *tripclick_daily_pipeline* finished for 2020-06-02"}], 1),
-        (
-            [
-                {"text": ":red_circle: *tripclick_daily_pipeline* task *producer_server0* failed"},
-                {"text": ":large_green_circle: *tripclick_daily_pipeline* finished for 2020-06-01"},
-            ],
-            1,
-        ),
+        (received(SUMMARY), 0),
+        (received(), 1),
+        (received(SUMMARY.replace("2020-06-01", "2020-06-02")), 1),
+        (received(SUMMARY.replace("etl_to_gold: success", "etl_to_gold: failed")), 1),
+        (received(ALERT, SUMMARY), 1),
+        (received(SUMMARY, SUMMARY), 1),
     ],
 )
-def test_slack_check_wants_one_summary_for_the_day_and_no_alert(messages, expected):
+def test_slack_check_wants_one_all_success_summary_for_the_day_and_no_alert(messages, expected):
     done = subprocess.run(
         [str(REPO / ".venv/bin/python"), str(KIND_DIR / "pipeline.py"), "slack-check", "--date", "2020-06-01"],
         input=json.dumps(messages),
