@@ -71,7 +71,7 @@ install_hint() {
     helm) echo "helm v$HELM_MIN+ (https://helm.sh/docs/intro/install/)" ;;
     openssl) echo "openssl (Debian package openssl)" ;;
     ssh-keygen) echo "ssh-keygen (Debian package openssh-client)" ;;
-    git | make) echo "$1 (Debian package $1)" ;;
+    git | make | curl) echo "$1 (Debian package $1)" ;;
   esac
 }
 
@@ -92,7 +92,7 @@ preflight() {
       echo "  $tool $have"
     fi
   done
-  for tool in openssl ssh-keygen git make; do
+  for tool in openssl ssh-keygen git make curl; do
     command -v "$tool" >/dev/null 2>&1 || missing+=("$tool")
   done
   if [ ! -x "$PY" ]; then
@@ -237,7 +237,7 @@ main() {
   trap on_exit EXIT
   cd "$REPO"
 
-  # step 1: Check every tool and its version (docker, kind, kubectl, helm, openssl, ssh-keygen, git, make) and the Docker daemon
+  # step 1: Check every tool and its version (docker, kind, kubectl, helm, openssl, ssh-keygen, git, make, curl) and the Docker daemon
   say "step 1: tools"
   preflight
 
@@ -314,7 +314,7 @@ main() {
   kc -n "$NS" port-forward "svc/$RELEASE-api-server" "$PORT:8080" >"$STATE/port-forward.log" 2>&1 &
   PF_PID=$!
   local tries=0
-  until curl -fsS -o /dev/null "http://127.0.0.1:$PORT/api/v2/version" 2>/dev/null; do
+  until curl -fsS -o /dev/null "http://127.0.0.1:$PORT/api/v2/monitor/health" 2>/dev/null; do
     tries=$((tries + 1))
     [ "$tries" -lt 60 ] || die "api-server not reachable through the port-forward (see $STATE/port-forward.log)"
     sleep 2

@@ -87,13 +87,14 @@ NEW_ENOUGH = {
     "ssh-keygen": "exit 0",
     "git": "exit 0",
     "make": "exit 0",
+    "curl": "exit 0",
 }
 
 
 def test_preflight_names_every_missing_tool_and_how_to_install_it(tmp_path):
     done = preflight(tmp_path, {})
     assert done.returncode == SKIP, done.stdout + done.stderr
-    assert "missing here: docker kind kubectl helm openssl ssh-keygen git make" in done.stdout
+    assert "missing here: docker kind kubectl helm openssl ssh-keygen git make curl" in done.stdout
     for hint in ("kind.sigs.k8s.io", "helm.sh/docs/intro/install", "kubernetes.io/docs/tasks/tools"):
         assert hint in done.stdout
 
