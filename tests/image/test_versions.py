@@ -6,6 +6,7 @@ import re
 import subprocess
 
 import pytest
+import yaml
 
 from tests.image import standin
 
@@ -98,3 +99,11 @@ def test_dockerignore_sends_only_what_the_dockerfile_copies():
     assert patterns[0] == "*", "the build context is the repository root; start from nothing"
     copied = {s.split()[1] for s in instructions(DOCKERFILE.read_text()) if s.startswith("COPY ")}
     assert {p.removeprefix("!") for p in patterns[1:]} == copied
+
+
+def test_chart_and_values_name_the_same_airflow_version():
+    """The chart's appVersion and the overlays' airflowVersion describe the image; they follow the pin too."""
+    chart = yaml.safe_load((standin.REPO / "chart" / "Chart.yaml").read_text())
+    base = yaml.safe_load((standin.REPO / "values" / "base.yaml").read_text())
+    assert str(chart["appVersion"]) == standin.airflow_pin(), "chart/Chart.yaml appVersion"
+    assert str(base["airflow"]["airflowVersion"]) == standin.airflow_pin(), "values/base.yaml airflow.airflowVersion"
