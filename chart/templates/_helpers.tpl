@@ -7,11 +7,6 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
 {{- end }}
 
-{{/* The official chart's values as this chart sees them (defaults included once the dependency is present). */}}
-{{- define "tripclick.af" -}}
-{{- toYaml (.Values.airflow | default dict) -}}
-{{- end }}
-
 {{/* Pods of the official chart carry tier/release labels (they are not app.kubernetes.io). */}}
 {{- define "tripclick.airflowPods" -}}
 tier: airflow
