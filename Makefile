@@ -86,6 +86,10 @@ lint-image: $(STAMP) ## Lint image/Dockerfile with hadolint (rules and ignores i
 test-image: $(STAMP) ## Image layer: version agreement, hadolint, build on a Debian stand-in base and run it (root, ~5 min)
 	$(PY) -m pytest tests/image
 
+.PHONY: test-kind
+test-kind: $(STAMP) ## Kind layer offline: kind-test preflight, manifests (strict), overlay, step-4 values, step-11 checks, shellcheck
+	$(PY) -m pytest tests/kind
+
 .PHONY: kind-test
 kind-test: ## Deploy to a local kind cluster and run the pipeline there (needs docker, kind, kubectl, helm)
 	scripts/kind-test.sh
