@@ -7,6 +7,7 @@ else (parsing, validation, certificate checks, generation, manifests) is the rea
 
 from __future__ import annotations
 
+import base64
 import datetime
 import importlib.util
 import json
@@ -272,3 +273,108 @@ def test_the_admin_secret_logs_in_the_user_the_values_name(files, tmp_path, monk
     SimpleAuthManager().init()
     assert passwords.read_text() == before, "the auth manager had to invent a password: usernames differ"
     assert [u.username for u in SimpleAuthManager.get_users()] == list(json.loads(before))
+
+
+class _FakeApiServer:
+    """The few Kubernetes API calls `make secrets` makes (namespaces, Secrets), on loopback.
+
+    Kubernetes cannot run here; this lets the script's real client code (kubeconfig loading, the
+    kubernetes package's requests, stringData -> base64 data) run end to end."""
+
+    def __init__(self):
+        import http.server
+        import threading
+
+        self.namespaces: set[str] = set()
+        self.secrets: dict[tuple[str, str], dict[str, str]] = {}
+        self.calls: list[str] = []
+        server = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def _send(self, code, body):
+                data = json.dumps(body).encode()
+                self.send_response(code)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def _body(self):
+                return json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+
+            def _secret(self, ns, name):
+                data = server.secrets[(ns, name)]
+                return {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": name, "namespace": ns}, "data": data}
+
+            def do_GET(self):  # noqa: N802 - http.server's naming
+                server.calls.append(f"GET {self.path}")
+                parts = self.path.strip("/").split("/")
+                if len(parts) == 4 and parts[3] in server.namespaces:
+                    return self._send(200, {"kind": "Namespace", "metadata": {"name": parts[3]}})
+                if len(parts) == 6 and (parts[3], parts[5]) in server.secrets:
+                    return self._send(200, self._secret(parts[3], parts[5]))
+                return self._send(404, {"kind": "Status", "code": 404, "reason": "NotFound"})
+
+            def _store(self, ns, body):
+                name = body["metadata"]["name"]
+                encoded = {k: base64.b64encode(v.encode()).decode() for k, v in body.get("stringData", {}).items()}
+                server.secrets[(ns, name)] = encoded
+                return self._secret(ns, name)
+
+            def do_POST(self):  # noqa: N802
+                server.calls.append(f"POST {self.path}")
+                parts, body = self.path.strip("/").split("/"), self._body()
+                if parts == ["api", "v1", "namespaces"]:
+                    server.namespaces.add(body["metadata"]["name"])
+                    return self._send(201, body)
+                return self._send(201, self._store(parts[3], body))
+
+            def do_PUT(self):  # noqa: N802
+                server.calls.append(f"PUT {self.path}")
+                parts = self.path.strip("/").split("/")
+                return self._send(200, self._store(parts[3], self._body()))
+
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+        self.url = f"http://127.0.0.1:{self.httpd.server_port}"
+
+    def kubeconfig(self, path: Path) -> Path:
+        path.write_text(
+            yaml.safe_dump(
+                {
+                    "apiVersion": "v1",
+                    "kind": "Config",
+                    "clusters": [{"name": "fake", "cluster": {"server": self.url}}],
+                    "users": [{"name": "fake", "user": {"token": "not-a-real-token"}}],
+                    "contexts": [{"name": "fake", "context": {"cluster": "fake", "user": "fake"}}],
+                    "current-context": "fake",
+                }
+            )
+        )
+        return path
+
+
+def test_make_secrets_end_to_end_through_the_kubernetes_client(files, tmp_path, monkeypatch, capsys):
+    api = _FakeApiServer()
+    try:
+        monkeypatch.setenv("KUBECONFIG", str(api.kubeconfig(tmp_path / "kubeconfig")))
+        source = tmp_path / "production.yaml"
+        source.write_text(yaml.safe_dump(_doc("production.yaml.example", files)))
+        assert ms.main(["--env", "production", "--file", str(source)]) == 0
+        first = capsys.readouterr().out
+        assert "created namespace airflow" in first
+        assert f"{ms.JWT}: created" in first and f"{ms.CONNECTIONS}: created" in first
+        stored = dict(api.secrets)
+        jwt = base64.b64decode(stored[("airflow", ms.JWT)]["jwt-secret"]).decode()
+        assert ms.main(["--env", "production", "--file", str(source)]) == 0
+        second = capsys.readouterr().out
+        assert api.secrets == stored, "a rerun changed a Secret"
+        assert "created" not in second and f"{ms.FERNET}: unchanged" in second
+        assert not [call for call in api.calls if call.startswith("PUT")]
+        for printed in (first, second):
+            assert jwt not in printed and WEBHOOK not in printed and DB_PASSWORD not in printed
+    finally:
+        api.httpd.shutdown()
