@@ -141,6 +141,20 @@ def _check_pem(name: str, text: str, kind: str, problems: list[str]) -> Any:
         return None
 
 
+def _check_ssh_key(name: str, text: str, problems: list[str]) -> None:
+    from cryptography.exceptions import UnsupportedAlgorithm
+    from cryptography.hazmat.primitives.serialization import load_pem_private_key, load_ssh_private_key
+
+    loader = load_ssh_private_key if "BEGIN OPENSSH PRIVATE KEY" in text else load_pem_private_key
+    try:
+        loader(text.encode(), password=None)
+    except (TypeError, UnsupportedAlgorithm):
+        # Only an encrypted OpenSSH key needs bcrypt (its key derivation), hence UnsupportedAlgorithm.
+        problems.append(f"{name}: the key has a passphrase; git-sync cannot type it (use a deploy key without one)")
+    except (ValueError, AttributeError):
+        problems.append(f"{name}: not a private key file (expected -----BEGIN ... PRIVATE KEY-----)")
+
+
 def _check_tls(section: Any, problems: list[str]) -> dict[str, str]:
     from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
@@ -203,10 +217,7 @@ def validate(doc: Any, *, env: str) -> Plan:
 
     ssh_key = _read_file("git_ssh_key", doc.get("git_ssh_key"), problems)
     if ssh_key is not None:
-        if "PRIVATE KEY-----" not in ssh_key:
-            problems.append("git_ssh_key: not a private key file (expected -----BEGIN ... PRIVATE KEY-----)")
-        elif "ENCRYPTED" in ssh_key or "Proc-Type: 4,ENCRYPTED" in ssh_key:
-            problems.append("git_ssh_key: the key has a passphrase; git-sync cannot type it (use a deploy key without)")
+        _check_ssh_key("git_ssh_key", ssh_key, problems)
         plan.data[GIT_SSH] = {"gitSshKey": ssh_key}
 
     db = doc.get("metadata_db")

@@ -149,6 +149,26 @@ def test_a_file_that_is_not_a_certificate_is_named(files):
     assert any(p.startswith("docker_tls.cert: not a PEM certificate") for p in caught.value.problems)
 
 
+def test_a_deploy_key_with_a_passphrase_is_refused(files):
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ed25519
+
+    locked = ed25519.Ed25519PrivateKey.generate().private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.BestAvailableEncryption(b"passphrase"),
+    )
+    (files / "deploy_key").write_bytes(locked)
+    with pytest.raises(ms.InputError) as caught:
+        ms.validate(_doc("production.yaml.example", files), env="production")
+    assert caught.value.problems == [
+        "git_ssh_key: the key has a passphrase; git-sync cannot type it (use a deploy key without one)"
+    ]
+    (files / "deploy_key").write_text("ssh-ed25519 AAAA... a public key, not the private one\n")
+    with pytest.raises(ms.InputError, match="git_ssh_key: not a private key file"):
+        ms.validate(_doc("production.yaml.example", files), env="production")
+
+
 def test_reruns_keep_generated_keys_and_update_changed_input(files):
     store = MemoryStore()
     doc = _doc("production.yaml.example", files)
