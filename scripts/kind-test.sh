@@ -265,7 +265,7 @@ main() {
   docker build --build-arg "BASE_IMAGE=$PRODUCER_BASE_IMAGE" -t "$PRODUCER_IMAGE" demo/producer
   docker save "$PRODUCER_IMAGE" -o "$STATE/producer-image.tar"
 
-  # step 4: Generate development values (TLS certificates, passwords, the secrets input) and run `make secrets`
+  # step 4: Generate development values (TLS certificates, passwords, the secrets input) and create the Secrets with scripts/make_secrets.py, the script behind `make secrets`
   say "step 4: development values and Secrets"
   dev_values
   kc create namespace "$NS" --dry-run=client -o yaml | kc apply -f -
