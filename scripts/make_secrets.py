@@ -273,7 +273,8 @@ class KubeStore:
     def __init__(self, namespace: str, context: str | None = None):
         from kubernetes import client, config
 
-        config.load_kube_config(context=context)
+        # Read KUBECONFIG now: the kubernetes package reads it once, when first imported.
+        config.load_kube_config(config_file=os.environ.get("KUBECONFIG") or None, context=context)
         self.api = client.CoreV1Api()
         self.client = client
         self.namespace = namespace
