@@ -81,6 +81,14 @@ def test_kubernetes_executor_and_nothing_celery(full_renders, combo):
 
 
 @pytest.mark.parametrize("combo", COMBOS)
+def test_tasks_find_the_dags_and_the_execution_api(full_renders, combo):
+    core = _airflow_cfg(_objs(full_renders, combo))["core"]
+    # git-sync checks the repository out under repo/; subPath dags holds the DAG and its package.
+    assert core["dags_folder"] == "/opt/airflow/dags/repo/dags"
+    assert core["execution_api_server_url"] == "http://tripclick-api-server:8080/execution/"
+
+
+@pytest.mark.parametrize("combo", COMBOS)
 def test_pod_template_carries_what_every_task_needs(full_renders, combo):
     template = chartlib.pod_template(_objs(full_renders, combo))
     spec = template["spec"]
