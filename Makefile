@@ -31,11 +31,15 @@ test-dags: $(STAMP) ## DAG layer: integrity, policy, structure, golden files, ba
 	$(PY) -m pytest tests/dags
 
 .PHONY: test
-test: lint test-dags ## Run every test layer, fastest first
+test: lint test-dags test-chart ## Run every test layer, fastest first
 
 .PHONY: bench
 bench: $(STAMP) ## Print benchmark figures (DAG cold import vs a trivial DAG)
 	$(PY) tests/bench/dag_import.py
+
+.PHONY: docs
+docs: $(STAMP) ## Regenerate the README configuration reference from dags/tripclick/config.py
+	$(PY) scripts/config_reference.py --write
 
 .PHONY: clean
 clean: ## Remove the virtual environment and caches
