@@ -60,7 +60,9 @@ class Airflow:
                 if exc.code == 401 and attempt == 1:  # token expired: log in again once
                     self._token = None
                     continue
-                raise ApiError(f"{method} {path}: HTTP {exc.code}: {exc.read()[:500].decode(errors='replace')}") from None
+                raise ApiError(
+                    f"{method} {path}: HTTP {exc.code}: {exc.read()[:500].decode(errors='replace')}"
+                ) from None
         raise AssertionError("unreachable")
 
     def wait_dag(self, dag_id: str, timeout: float = 180) -> dict:
@@ -75,17 +77,37 @@ class Airflow:
             if errors:
                 raise ApiError("the DAG folder has import errors:\n" + "\n".join(e["stack_trace"] for e in errors))
             if time.monotonic() > deadline:
-                raise ApiError(f"DAG {dag_id} was not parsed within {timeout:.0f}s (see .state/demo/logs/airflow-dag-processor.log)")
+                raise ApiError(
+                    f"DAG {dag_id} was not parsed within {timeout:.0f}s "
+                    "(see .state/demo/logs/airflow-dag-processor.log)"
+                )
             time.sleep(2)
 
-    def trigger(self, dag_id: str, day: date, run_id: str | None = None, conf: dict | None = None) -> str:
-        # The scheduled time of day D is D 15:00 UTC (00:00 KST of D+1); the DAG processes event_date = D.
-        logical = datetime(day.year, day.month, day.day, 15, 0, tzinfo=UTC)
-        run_id = run_id or f"manual__{day.isoformat()}__{datetime.now(UTC).strftime('%Y%m%dT%H%M%S%f')}"
+    def run_for_date(self, dag_id: str, day: date) -> dict | None:
+        logical = scheduled_time(day).isoformat()
+        runs = self.call(
+            "GET", f"/dags/{dag_id}/dagRuns", params={"logical_date_gte": logical, "logical_date_lte": logical}
+        )["dag_runs"]
+        return runs[0] if runs else None
+
+    def trigger(self, dag_id: str, day: date) -> str:
+        """Start the run of `day`; if that date already has a run, clear it so it runs again (Airflow allows
+        one run per logical date: a rerun of a date is a clear, as in the UI)."""
+        existing = self.run_for_date(dag_id, day)
+        if existing:
+            if existing["state"] not in TERMINAL:
+                raise ApiError(f"run {existing['dag_run_id']} for {day} is still {existing['state']}")
+            self.call(
+                "POST",
+                f"/dags/{dag_id}/dagRuns/{existing['dag_run_id']}/clear",
+                {"dry_run": False, "only_failed": False},
+            )
+            return existing["dag_run_id"]
+        run_id = f"manual__{day.isoformat()}__{datetime.now(UTC).strftime('%Y%m%dT%H%M%S')}"
         self.call(
             "POST",
             f"/dags/{dag_id}/dagRuns",
-            {"dag_run_id": run_id, "logical_date": logical.isoformat(), "conf": conf or {}},
+            {"dag_run_id": run_id, "logical_date": scheduled_time(day).isoformat(), "conf": {}},
         )
         return run_id
 
@@ -98,9 +120,7 @@ class Airflow:
         ]
 
     def tries(self, dag_id: str, run_id: str, task_id: str) -> list[dict]:
-        return self.call("GET", f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}/tries")[
-            "task_instances"
-        ]
+        return self.call("GET", f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}/tries")["task_instances"]
 
     def watch(self, dag_id: str, run_id: str, timeout: float, on_change=None) -> dict:
         """Poll until the run ends; on_change(task_id, state, ti) for every task state change."""
@@ -119,6 +139,11 @@ class Airflow:
             if time.monotonic() > deadline:
                 raise ApiError(f"run {run_id} still {run['state']} after {timeout:.0f}s")
             time.sleep(2)
+
+
+def scheduled_time(day: date) -> datetime:
+    """The scheduled time of day D's run: D 15:00 UTC (00:00 KST of D+1); the DAG processes event_date = D."""
+    return datetime(day.year, day.month, day.day, 15, 0, tzinfo=UTC)
 
 
 def task_log_lines(dag_id: str, run_id: str, task_id: str, attempt: int | None = None) -> list[str]:

@@ -144,11 +144,15 @@ def one_run(af: api.Airflow, day: date, events: int) -> dict:
     tis = af.tasks(config.DAG_ID, run_id)
     start, end = api.parse_time(run["start_date"]), api.parse_time(run["end_date"])
     wall = (end - start).total_seconds()
-    producers = [s for server in config.DOCKER_SERVERS for s in container_times(server, day.isoformat(), t0, time.time())]
+    producers = [
+        s for server in config.DOCKER_SERVERS for s in container_times(server, day.isoformat(), t0, time.time())
+    ]
     spark = spark_app_times(day.isoformat())
     payload = sum(producers) + sum(spark.values())
-    critical = max([*producers, spark.get("streaming_to_silver", 0.0)]) + spark.get("batch_to_bronze", 0.0) + spark.get(
-        "etl_to_gold", 0.0
+    critical = (
+        max([*producers, spark.get("streaming_to_silver", 0.0)])
+        + spark.get("batch_to_bronze", 0.0)
+        + spark.get("etl_to_gold", 0.0)
     )
     return {
         "day": day.isoformat(),
@@ -164,8 +168,9 @@ def one_run(af: api.Airflow, day: date, events: int) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m demo.bench", description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        prog="python -m demo.bench", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--events", type=int, default=4000)
     args = ap.parse_args(argv)
@@ -198,10 +203,19 @@ def main(argv: list[str] | None = None) -> int:
     print(f"DAG run wall time              {wall:8.1f} s")
     print(f"sum of payload times           {payload:8.1f} s   (wall / payload = {wall / payload:.2f})")
     print(f"payload on the critical path   {critical:8.1f} s   (wall / critical = {wall / critical:.2f})")
-    print(f"overhead (wall - critical)     {wall - critical:8.1f} s   = {(wall - critical) / tasks:.1f} s per task ({tasks:.0f} tasks)")
+    print(
+        f"overhead (wall - critical)     {wall - critical:8.1f} s   "
+        f"= {(wall - critical) / tasks:.1f} s per task ({tasks:.0f} tasks)"
+    )
     print("== control-plane memory while a run is in flight (api-server, scheduler, dag-processor, triggerer) ==")
-    print(f"RSS median {med(lambda r: statistics.median(r['rss_mb'])):.0f} MB, max {max(max(r['rss_mb']) for r in results):.0f} MB")
-    print(f"PSS median {med(lambda r: statistics.median(r['pss_mb'])):.0f} MB (shared pages of forked workers counted once)")
+    print(
+        f"RSS median {med(lambda r: statistics.median(r['rss_mb'])):.0f} MB, "
+        f"max {max(max(r['rss_mb']) for r in results):.0f} MB"
+    )
+    print(
+        f"PSS median {med(lambda r: statistics.median(r['pss_mb'])):.0f} MB "
+        "(shared pages of forked workers counted once)"
+    )
     return 0
 
 

@@ -30,8 +30,9 @@ def duration(ti: dict) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m demo.run", description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        prog="python -m demo.run", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--date", default=DEFAULT_DATE, help="event_date to process (YYYY-MM-DD, in the past)")
     ap.add_argument("--events", type=int, default=4000, help="events in the generated day (both servers)")
     ap.add_argument("--timeout", type=float, default=1200, help="seconds to wait for the run")
@@ -42,14 +43,18 @@ def main(argv: list[str] | None = None) -> int:
         print(f"--date {args.date!r}: expected YYYY-MM-DD", file=sys.stderr)
         return 2
     if day >= datetime.now(UTC).date():
-        print(f"--date {day}: pick a past date (the run's 17:00/18:00 UTC waits would otherwise really wait)",
-              file=sys.stderr)
+        print(
+            f"--date {day}: pick a past date (the run's 17:00/18:00 UTC waits would otherwise really wait)",
+            file=sys.stderr,
+        )
         return 2
 
     t0 = time.time()
     summary = write_day(day, generate_day(day, args.events, seed=7), config.state("servers"))
-    print(f"{stamp()} data: {summary['events']} events for {day} ({summary['distinct_dedup_keys']} distinct "
-          f"dedup_keys), " + ", ".join(f"{k} {v['events']}" for k, v in summary["servers"].items()))
+    print(
+        f"{stamp()} data: {summary['events']} events for {day} ({summary['distinct_dedup_keys']} distinct "
+        f"dedup_keys), " + ", ".join(f"{k} {v['events']}" for k, v in summary["servers"].items())
+    )
 
     af = api.Airflow()
     af.wait_dag(config.DAG_ID)
@@ -78,8 +83,10 @@ def main(argv: list[str] | None = None) -> int:
         text = m["payload"].get("text") or str(m["payload"].get("blocks"))
         print("  " + text.replace("\n", "\n  "))
     s = config.load_secrets()
-    print(f"\nAirflow UI: {config.airflow_url()}/dags/{config.DAG_ID}  user {config.ADMIN_USER}  "
-          f"password {s['admin_password']}")
+    print(
+        f"\nAirflow UI: {config.airflow_url()}/dags/{config.DAG_ID}  user {config.ADMIN_USER}  "
+        f"password {s['admin_password']}"
+    )
     print(f"demo wall time: {wall:.0f}s (data generation, trigger, run)")
     if run["state"] != "success":
         for ti in tis:

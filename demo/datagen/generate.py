@@ -22,17 +22,54 @@ from pathlib import Path
 import xxhash
 
 CLINICAL_AREAS = [
-    "Cardiology", "Oncology", "Neurology", "Paediatrics", "Infectious Diseases", "Primary Care",
-    "Psychiatry", "Endocrinology", "Respiratory", "Gastroenterology", "Obstetrics and Gynaecology",
-    "Rheumatology", "Emergency Medicine", "Nephrology", "Dermatology", "Geriatrics",
+    "Cardiology",
+    "Oncology",
+    "Neurology",
+    "Paediatrics",
+    "Infectious Diseases",
+    "Primary Care",
+    "Psychiatry",
+    "Endocrinology",
+    "Respiratory",
+    "Gastroenterology",
+    "Obstetrics and Gynaecology",
+    "Rheumatology",
+    "Emergency Medicine",
+    "Nephrology",
+    "Dermatology",
+    "Geriatrics",
 ]
 TERMS = [
-    "hypertension", "asthma", "diabetes", "statin", "atrial fibrillation", "sepsis", "covid-19", "depression",
-    "migraine", "copd", "pregnancy", "antibiotics", "heart failure", "stroke", "dementia", "obesity",
-    "vitamin d", "otitis media", "low back pain", "anticoagulation", "insulin", "breast cancer", "eczema",
+    "hypertension",
+    "asthma",
+    "diabetes",
+    "statin",
+    "atrial fibrillation",
+    "sepsis",
+    "covid-19",
+    "depression",
+    "migraine",
+    "copd",
+    "pregnancy",
+    "antibiotics",
+    "heart failure",
+    "stroke",
+    "dementia",
+    "obesity",
+    "vitamin d",
+    "otitis media",
+    "low back pain",
+    "anticoagulation",
+    "insulin",
+    "breast cancer",
+    "eczema",
 ]
-PUBLISHERS = ["https://www.ncbi.nlm.nih.gov/pubmed/", "https://www.nice.org.uk/guidance/",
-              "https://www.cochranelibrary.com/cdsr/doi/", "https://www.bmj.com/content/"]
+PUBLISHERS = [
+    "https://www.ncbi.nlm.nih.gov/pubmed/",
+    "https://www.nice.org.uk/guidance/",
+    "https://www.cochranelibrary.com/cdsr/doi/",
+    "https://www.bmj.com/content/",
+]
 # Share of a day's sessions starting in each UTC hour (TripClick traffic follows European/US daytime).
 HOUR_WEIGHTS = [2, 1, 1, 1, 1, 2, 3, 5, 7, 8, 9, 9, 8, 8, 9, 9, 8, 7, 6, 5, 4, 3, 3, 2]
 DUPLICATE_RATE = 0.01
@@ -64,9 +101,14 @@ def make_docs(rng: random.Random, n: int) -> list[Doc]:
     for i in range(n):
         doc_id = 1_000_000 + i * 7 + rng.randrange(7)
         words = rng.sample(TERMS, 2)
-        title = f"{words[0].capitalize()} and {words[1]}: {rng.choice(['a systematic review', 'guideline', 'randomised trial', 'cohort study', 'evidence summary'])}"
+        kind = rng.choice(["a systematic review", "guideline", "randomised trial", "cohort study", "evidence summary"])
+        title = f"{words[0].capitalize()} and {words[1]}: {kind}"
         pub = rng.choice(PUBLISHERS)
-        doi = f"10.{rng.randrange(1000, 9999)}/{''.join(rng.choices(string.ascii_lowercase + string.digits, k=10))}" if rng.random() < 0.7 else ""
+        doi = (
+            f"10.{rng.randrange(1000, 9999)}/{''.join(rng.choices(string.ascii_lowercase + string.digits, k=10))}"
+            if rng.random() < 0.7
+            else ""
+        )
         areas = rng.sample(CLINICAL_AREAS, rng.choice([1, 1, 2, 2, 3]))
         docs.append(Doc(doc_id, title, f"{pub}{doc_id}", doi, areas))
     return docs
@@ -115,8 +157,12 @@ def write_day(day: dt.date, records: list[dict], out_root: Path, servers: int = 
     by_server: dict[int, list[dict]] = {i: [] for i in range(servers)}
     for rec in records:
         by_server[server_of(rec["SessionId"], servers)].append(rec)
-    summary = {"date": day.isoformat(), "events": len(records),
-               "distinct_dedup_keys": len({r["dedup_key"] for r in records}), "servers": {}}
+    summary = {
+        "date": day.isoformat(),
+        "events": len(records),
+        "distinct_dedup_keys": len({r["dedup_key"] for r in records}),
+        "servers": {},
+    }
     for i, recs in by_server.items():
         folder = out_root / f"server{i}" / "data" / f"date={day.isoformat()}"
         folder.mkdir(parents=True, exist_ok=True)
@@ -132,8 +178,9 @@ def write_day(day: dt.date, records: list[dict], out_root: Path, servers: int = 
 def main(argv: list[str] | None = None) -> int:
     from demo.stack import config
 
-    ap = argparse.ArgumentParser(prog="python -m demo.datagen", description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        prog="python -m demo.datagen", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--date", required=True, help="YYYY-MM-DD")
     ap.add_argument("--events", type=int, default=4000, help="events for the day, both servers together")
     ap.add_argument("--seed", type=int, default=7)

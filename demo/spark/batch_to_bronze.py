@@ -16,7 +16,7 @@ import argparse
 import sys
 
 from pyspark.sql import SparkSession
-from pyspark.sql import functions as F
+from pyspark.sql import functions as F  # noqa: N812 - the PySpark convention
 
 # The driver runs this file with its folder on sys.path (client mode), so the sibling module imports.
 from streaming_to_silver import RAW_SCHEMA, hadoop_path
@@ -44,9 +44,7 @@ def main(argv: list[str]) -> int:
     day = args.date
     spark = (
         # The application name comes from spark-submit --name (the DAG sets tripclick-<job>-<date>).
-        SparkSession.builder
-        .config("spark.sql.session.timeZone", "UTC")
-        .getOrCreate()
+        SparkSession.builder.config("spark.sql.session.timeZone", "UTC").getOrCreate()
     )
     spark.sparkContext.setLogLevel("WARN")
     target = f"{args.bronze_path.rstrip('/')}/event_date={day}"
@@ -54,8 +52,11 @@ def main(argv: list[str]) -> int:
         source_dir = f"{args.landing_path.rstrip('/')}/event_date={day}"
         p, fs = hadoop_path(spark, source_dir)
         if not fs.exists(p) or not [s for s in fs.listStatus(p) if not s.getPath().getName().startswith((".", "_"))]:
-            print(f"batch_to_bronze: ERROR: no landed file for {day} in {source_dir}: did the producers run "
-                  f"for this date?", file=sys.stderr)
+            print(
+                f"batch_to_bronze: ERROR: no landed file for {day} in {source_dir}: did the producers run "
+                f"for this date?",
+                file=sys.stderr,
+            )
             return 2
         raw = spark.read.schema(RAW_SCHEMA).json(source_dir)
         bronze = raw.select(

@@ -18,7 +18,7 @@ import argparse
 import sys
 
 from pyspark.sql import SparkSession
-from pyspark.sql import functions as F
+from pyspark.sql import functions as F  # noqa: N812 - the PySpark convention
 
 DDL = {
     "mart_session_analysis": """
@@ -50,7 +50,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     ap.add_argument("--date", required=True)
     ap.add_argument("--silver-path", required=True)
     ap.add_argument("--bronze-path", required=True, help="accepted for a uniform interface; unused here")
-    ap.add_argument("--pg-dsn", required=True, help='libpq DSN without password, e.g. "host=db dbname=tripclick_gold user=etl"')
+    ap.add_argument(
+        "--pg-dsn", required=True, help='libpq DSN without password, e.g. "host=db dbname=tripclick_gold user=etl"'
+    )
     args = ap.parse_args(argv)
     if "password" in args.pg_dsn.lower():
         ap.error("--pg-dsn must not carry the password: use PGPASSWORD or PGPASSFILE in the task environment")
@@ -101,13 +103,27 @@ def build_marts(silver, day: str) -> dict:
     return {
         "mart_session_analysis": [
             (
-                r.session_id, day, r.clicks, r.unique_documents, r.unique_queries, r.first_event_time,
-                r.last_event_time, (r.last_event_time - r.first_event_time).total_seconds(),
+                r.session_id,
+                day,
+                r.clicks,
+                r.unique_documents,
+                r.unique_queries,
+                r.first_event_time,
+                r.last_event_time,
+                (r.last_event_time - r.first_event_time).total_seconds(),
             )
             for r in sessions
         ],
         "mart_daily_traffic": [
-            (day, total_events, len(sessions), len(docs), total_events / max(len(sessions), 1), peak.hour, peak["count"])
+            (
+                day,
+                total_events,
+                len(sessions),
+                len(docs),
+                total_events / max(len(sessions), 1),
+                peak.hour,
+                peak["count"],
+            )
         ],
         "mart_clinical_areas": [(day, r.clinical_area, r.events, r.unique_sessions, r.unique_documents) for r in areas],
         "mart_popular_documents": [
@@ -117,8 +133,14 @@ def build_marts(silver, day: str) -> dict:
 
 
 COLUMNS = {
-    "mart_session_analysis": "session_id, event_date, clicks, unique_documents, unique_queries, first_event_time, last_event_time, duration_seconds",
-    "mart_daily_traffic": "event_date, total_events, unique_sessions, unique_documents, avg_clicks_per_session, peak_hour_utc, peak_hour_events",
+    "mart_session_analysis": (
+        "session_id, event_date, clicks, unique_documents, unique_queries, first_event_time, last_event_time, "
+        "duration_seconds"
+    ),
+    "mart_daily_traffic": (
+        "event_date, total_events, unique_sessions, unique_documents, avg_clicks_per_session, peak_hour_utc, "
+        "peak_hour_events"
+    ),
     "mart_clinical_areas": "event_date, clinical_area, events, unique_sessions, unique_documents",
     "mart_popular_documents": "event_date, document_id, title, clicks, unique_sessions, popularity_rank",
 }
@@ -131,7 +153,9 @@ def write_marts(dsn: str, day: str, marts: dict) -> None:
     try:
         conn = psycopg2.connect(dsn, connect_timeout=15, application_name="etl_to_gold")
     except psycopg2.OperationalError as exc:
-        raise SystemExit(f"etl_to_gold: ERROR: cannot connect to the gold database ({dsn}): {str(exc).strip()}") from None
+        raise SystemExit(
+            f"etl_to_gold: ERROR: cannot connect to the gold database ({dsn}): {str(exc).strip()}"
+        ) from None
     try:
         with conn, conn.cursor() as cur:  # one transaction: commit on success, rollback on any error
             for ddl in DDL.values():
@@ -149,17 +173,18 @@ def main(argv: list[str]) -> int:
     day = args.date
     spark = (
         # The application name comes from spark-submit --name (the DAG sets tripclick-<job>-<date>).
-        SparkSession.builder
-        .config("spark.sql.session.timeZone", "UTC")
-        .getOrCreate()
+        SparkSession.builder.config("spark.sql.session.timeZone", "UTC").getOrCreate()
     )
     spark.sparkContext.setLogLevel("WARN")
     source = f"{args.silver_path.rstrip('/')}/event_date={day}"
     try:
         silver = spark.read.parquet(source)
     except Exception as exc:  # noqa: BLE001 - AnalysisException: path missing or no parquet file
-        print(f"etl_to_gold: ERROR: no silver data for {day} at {source}: {str(exc).splitlines()[0]}. "
-              f"Run streaming_to_silver for this date first.", file=sys.stderr)
+        print(
+            f"etl_to_gold: ERROR: no silver data for {day} at {source}: {str(exc).splitlines()[0]}. "
+            f"Run streaming_to_silver for this date first.",
+            file=sys.stderr,
+        )
         return 2
     marts = build_marts(silver, day)
     if not marts["mart_session_analysis"]:

@@ -19,8 +19,8 @@ import sys
 import time
 
 from pyspark.sql import DataFrame, SparkSession
-from pyspark.sql import functions as F
-from pyspark.sql import types as T
+from pyspark.sql import functions as F  # noqa: N812 - the PySpark convention
+from pyspark.sql import types as T  # noqa: N812 - the PySpark convention
 
 RAW_SCHEMA = T.StructType(
     [
@@ -98,13 +98,13 @@ def main(argv: list[str]) -> int:
     day = args.date
     spark = (
         # The application name comes from spark-submit --name (the DAG sets tripclick-<job>-<date>).
-        SparkSession.builder
-        .config("spark.sql.session.timeZone", "UTC")
-        .getOrCreate()
+        SparkSession.builder.config("spark.sql.session.timeZone", "UTC").getOrCreate()
     )
     spark.sparkContext.setLogLevel("WARN")
     target = f"{args.silver_path.rstrip('/')}/event_date={day}"
-    checkpoint = args.checkpoint_path or f"{args.silver_path.rstrip('/')}/_checkpoints/streaming_to_silver/event_date={day}"
+    checkpoint = (
+        args.checkpoint_path or f"{args.silver_path.rstrip('/')}/_checkpoints/streaming_to_silver/event_date={day}"
+    )
     for path in (target, checkpoint):
         p, fs = hadoop_path(spark, path)
         if fs.exists(p):
@@ -154,8 +154,11 @@ def main(argv: list[str]) -> int:
                 seen_batches.add(prog["batchId"])
                 if prog["numInputRows"]:
                     total_in += prog["numInputRows"]
-                    print(f"streaming_to_silver: batch {prog['batchId']}: {prog['numInputRows']} rows in "
-                          f"({total_in} so far)", flush=True)
+                    print(
+                        f"streaming_to_silver: batch {prog['batchId']}: {prog['numInputRows']} rows in "
+                        f"({total_in} so far)",
+                        flush=True,
+                    )
     # Bounded run time reached: take in whatever has landed, then stop cleanly.
     query.processAllAvailable()
     query.stop()

@@ -39,13 +39,17 @@ def demo_variables() -> dict[str, str]:
             # The day is replayed thousands of times faster than real time, so two producers a second
             # apart are hours apart in event time: the watermark must cover the whole day here.
             "extra_args": ["--max-runtime-seconds", str(STREAMING_SECONDS), "--watermark-delay", "1 day"],
-            "executor_memory": "512m", "driver_memory": "512m", "total_executor_cores": 1,
+            "executor_memory": "512m",
+            "driver_memory": "512m",
+            "total_executor_cores": 1,
         },
         "batch_to_bronze": {"executor_memory": "512m", "driver_memory": "512m", "total_executor_cores": 2},
         "etl_to_gold": {
             # Password comes from PGPASSFILE (set in the Airflow environment), never from a Variable.
             "extra_args": ["--pg-dsn", config.gold_dsn()],
-            "executor_memory": "512m", "driver_memory": "512m", "total_executor_cores": 2,
+            "executor_memory": "512m",
+            "driver_memory": "512m",
+            "total_executor_cores": 2,
         },
     }
     v = {
@@ -148,8 +152,12 @@ def ensure_db(e: dict[str, str]) -> None:
     t0 = time.monotonic()
     with open(log, "wb") as out:
         r = subprocess.run(
-            [str(config.VENV_BIN / "airflow"), "db", "migrate"], env=e, stdout=out, stderr=subprocess.STDOUT,
-            timeout=600, check=False,
+            [str(config.VENV_BIN / "airflow"), "db", "migrate"],
+            env=e,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            timeout=600,
+            check=False,
         )
     if r.returncode:
         raise StackError(f"airflow db migrate failed (exit {r.returncode}).\n--- {log} ---\n{proc.tail(log)}")

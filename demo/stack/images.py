@@ -49,7 +49,10 @@ def base_tarball() -> Path:
     with open(log, "wb") as f:
         r = subprocess.run(
             ["debootstrap", "--variant=minbase", f"--include={BASE_PACKAGES}", SUITE, str(root)],
-            stdout=f, stderr=subprocess.STDOUT, check=False, timeout=900,
+            stdout=f,
+            stderr=subprocess.STDOUT,
+            check=False,
+            timeout=900,
         )
     if r.returncode:
         tail = "\n".join(log.read_text(errors="replace").splitlines()[-20:])
@@ -120,8 +123,14 @@ def _build(client, ref: str, digest: str, saved: Path) -> None:
     ctx.seek(0)
     try:
         client.images.build(
-            fileobj=ctx, custom_context=True, tag=ref, rm=True, forcerm=True, network_mode="none",
-            buildargs={"BASE_IMAGE": BASE_IMAGE}, labels={"org.tripclick.source-hash": digest},
+            fileobj=ctx,
+            custom_context=True,
+            tag=ref,
+            rm=True,
+            forcerm=True,
+            network_mode="none",
+            buildargs={"BASE_IMAGE": BASE_IMAGE},
+            labels={"org.tripclick.source-hash": digest},
         )
     except Exception as exc:  # BuildError carries the build log
         log = "".join(str(x.get("stream", "")) for x in getattr(exc, "build_log", []) or [])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -119,15 +120,11 @@ def stop_pid(name: str, pid: int | None, *, timeout: float = 30.0) -> bool:
         time.sleep(0.2)
     else:
         print(f"  {name}: pid {pid} ignored SIGTERM for {timeout:.0f}s; sending SIGKILL")
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
     # Children that the service started in its own session (e.g. Airflow's task supervisors)
-    try:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pid, signal.SIGTERM)
-    except (ProcessLookupError, PermissionError):
-        pass
     return True
 
 
@@ -163,8 +160,7 @@ def wait_for(
             )
         if time.monotonic() > deadline:
             raise StackError(
-                f"{name} was not {what} within {timeout:.0f}s.\n"
-                f"--- last lines of {log} ---\n{tail(log) if log else ''}"
+                f"{name} was not {what} within {timeout:.0f}s.\n--- last lines of {log} ---\n{tail(log) if log else ''}"
             )
         time.sleep(0.5)
 

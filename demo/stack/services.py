@@ -182,8 +182,17 @@ class Postgres(Service):
             d.chmod(0o700)
         if not (self.data / "PG_VERSION").exists():
             r = self._as_postgres(
-                str(self.bindir() / "initdb"), "-D", str(self.data), "-U", "postgres", "-E", "UTF8",
-                "--no-locale", "--auth-local=peer", "--auth-host=scram-sha-256", check=False,
+                str(self.bindir() / "initdb"),
+                "-D",
+                str(self.data),
+                "-U",
+                "postgres",
+                "-E",
+                "UTF8",
+                "--no-locale",
+                "--auth-local=peer",
+                "--auth-host=scram-sha-256",
+                check=False,
             )
             if r.returncode:
                 raise StackError(f"initdb failed for {self.data}:\n{r.stdout}\n{r.stderr}")
@@ -194,9 +203,23 @@ class Postgres(Service):
         log.touch()
         shutil.chown(log, "postgres", "postgres")
         cmd = [
-            str(self.bindir() / "postgres"), "-D", str(self.data), "-p", str(self.port()),
-            "-k", str(self.sock), "-c", f"listen_addresses={config.HOST}", "-c", "max_connections=200",
-            "-c", "shared_buffers=64MB", "-c", "fsync=off", "-c", "full_page_writes=off",
+            str(self.bindir() / "postgres"),
+            "-D",
+            str(self.data),
+            "-p",
+            str(self.port()),
+            "-k",
+            str(self.sock),
+            "-c",
+            f"listen_addresses={config.HOST}",
+            "-c",
+            "max_connections=200",
+            "-c",
+            "shared_buffers=64MB",
+            "-c",
+            "fsync=off",
+            "-c",
+            "full_page_writes=off",
         ]
         return proc.start(self.name, cmd, user="postgres", cwd=Path("/"))
 
@@ -208,8 +231,20 @@ class Postgres(Service):
 
     def psql(self, sql: str, db: str = "postgres") -> str:
         r = self._as_postgres(
-            str(self.bindir() / "psql"), "-h", str(self.sock), "-p", str(self.port()), "-d", db,
-            "-v", "ON_ERROR_STOP=1", "-qAt", "-f", "-", check=False, input_=sql,
+            str(self.bindir() / "psql"),
+            "-h",
+            str(self.sock),
+            "-p",
+            str(self.port()),
+            "-d",
+            db,
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-qAt",
+            "-f",
+            "-",
+            check=False,
+            input_=sql,
         )
         if r.returncode:
             raise StackError(f"psql failed: {r.stderr.strip()}")
@@ -281,18 +316,34 @@ class DockerDaemon(Service):
         t = config.tls_dir() / self.server
         cmd = [
             shutil.which("dockerd") or "dockerd",
-            "--config-file", str(self.root / "daemon.json"),
-            "--data-root", str(self.root / "data"),
-            "--exec-root", str(self.exec_root),
-            "--pidfile", str(self.pidfile),
-            "-H", f"unix://{self.root / 'docker.sock'}",
-            "-H", f"tcp://{config.HOST}:{self.port()}",
-            "--tlsverify", "--tlscacert", str(t / "ca.pem"), "--tlscert", str(t / "cert.pem"),
-            "--tlskey", str(t / "key.pem"),
+            "--config-file",
+            str(self.root / "daemon.json"),
+            "--data-root",
+            str(self.root / "data"),
+            "--exec-root",
+            str(self.exec_root),
+            "--pidfile",
+            str(self.pidfile),
+            "-H",
+            f"unix://{self.root / 'docker.sock'}",
+            "-H",
+            f"tcp://{config.HOST}:{self.port()}",
+            "--tlsverify",
+            "--tlscacert",
+            str(t / "ca.pem"),
+            "--tlscert",
+            str(t / "cert.pem"),
+            "--tlskey",
+            str(t / "key.pem"),
             # Producers write to a bind-mounted landing folder; no container network is needed, and
             # no iptables rule is touched on the host.
-            "--bridge=none", "--iptables=false", "--ip6tables=false", "--ip-forward=false",
-            "--ip-masq=false", "--userland-proxy=false", "--log-level=warn",
+            "--bridge=none",
+            "--iptables=false",
+            "--ip6tables=false",
+            "--ip-forward=false",
+            "--ip-masq=false",
+            "--userland-proxy=false",
+            "--log-level=warn",
         ]
         pid = proc.start(self.name, cmd, env=clean_env())
         return pid
@@ -358,9 +409,14 @@ class SparkMaster(SparkBase):
 
     def launch(self) -> int:
         cmd = [
-            self.spark_class(), "org.apache.spark.deploy.master.Master",
-            "--host", config.HOST, "--port", str(self.port()),
-            "--webui-port", str(config.PORTS["spark_master_ui"]),
+            self.spark_class(),
+            "org.apache.spark.deploy.master.Master",
+            "--host",
+            config.HOST,
+            "--port",
+            str(self.port()),
+            "--webui-port",
+            str(config.PORTS["spark_master_ui"]),
         ]
         return proc.start(self.name, cmd, env=self.env())
 
@@ -379,10 +435,19 @@ class SparkWorker(SparkBase):
 
     def launch(self) -> int:
         cmd = [
-            self.spark_class(), "org.apache.spark.deploy.worker.Worker",
+            self.spark_class(),
+            "org.apache.spark.deploy.worker.Worker",
             f"spark://{config.HOST}:{config.PORTS['spark_master']}",
-            "--host", config.HOST, "--cores", "2", "--memory", "2g",
-            "--webui-port", str(self.port()), "--work-dir", str(config.state("spark", "work")),
+            "--host",
+            config.HOST,
+            "--cores",
+            "2",
+            "--memory",
+            "2g",
+            "--webui-port",
+            str(self.port()),
+            "--work-dir",
+            str(config.state("spark", "work")),
         ]
         return proc.start(self.name, cmd, env=self.env())
 
@@ -404,9 +469,17 @@ class SlackReceiver(Service):
         store = config.state("slack", "messages.jsonl")
         store.parent.mkdir(parents=True, exist_ok=True)
         cmd = [
-            str(config.VENV_BIN / "python"), "-m", "demo.slack_receiver",
-            "--host", config.HOST, "--port", str(self.port()), "--path", config.SLACK_PATH,
-            "--store", str(store),
+            str(config.VENV_BIN / "python"),
+            "-m",
+            "demo.slack_receiver",
+            "--host",
+            config.HOST,
+            "--port",
+            str(self.port()),
+            "--path",
+            config.SLACK_PATH,
+            "--store",
+            str(store),
         ]
         return proc.start(self.name, cmd, env=clean_env(), cwd=config.REPO)
 

@@ -65,7 +65,9 @@ def load(path: Path) -> list[dict]:
                 try:
                     rec = json.loads(line)
                 except json.JSONDecodeError as exc:
-                    raise ProducerError(3, f"{path} line {n}: not valid JSON ({exc.msg}); fix or regenerate the file") from None
+                    raise ProducerError(
+                        3, f"{path} line {n}: not valid JSON ({exc.msg}); fix or regenerate the file"
+                    ) from None
                 if not isinstance(rec, dict):
                     raise ProducerError(3, f"{path} line {n}: expected a JSON object, got {type(rec).__name__}")
                 missing = [k for k in REQUIRED if k not in rec]
@@ -196,7 +198,9 @@ def main(argv: list[str] | None = None) -> int:
             if not speed > 0:
                 raise ValueError
         except ValueError:
-            raise ProducerError(2, f"TRIPCLICK_REPLAY_SPEED={speed_raw!r}: expected a number > 0 (1 = real time)") from None
+            raise ProducerError(
+                2, f"TRIPCLICK_REPLAY_SPEED={speed_raw!r}: expected a number > 0 (1 = real time)"
+            ) from None
         path = Path(args.file)
         m = re.search(r"date=(\d{4}-\d{2}-\d{2})", str(path))
         if not m:
@@ -205,15 +209,19 @@ def main(argv: list[str] | None = None) -> int:
         landing = os.environ.get("LANDING_DIR", "").strip()
         brokers = os.environ.get("KAFKA_BROKERS", "").strip()
         if not landing and not brokers:
-            raise ProducerError(2, "no transport: set KAFKA_BROKERS=host:port,... (or LANDING_DIR for the landing transport)")
+            raise ProducerError(
+                2, "no transport: set KAFKA_BROKERS=host:port,... (or LANDING_DIR for the landing transport)"
+            )
         events = load(path)
         wrong = sum(1 for r in events if r["event_date"] != day)
         if wrong:
             raise ProducerError(3, f"{path}: {wrong} event(s) have an event_date other than {day}")
         sink = LandingSink(Path(landing), day) if landing else KafkaSink(brokers, args.topic)
         transport = "landing" if landing else "kafka"
-        log(f"{len(events)} events for {day} from {path}; mode {args.mode}, transport {transport}"
-            + (f", replay speed x{speed:g}" if args.mode == "realtime" else ""))
+        log(
+            f"{len(events)} events for {day} from {path}; mode {args.mode}, transport {transport}"
+            + (f", replay speed x{speed:g}" if args.mode == "realtime" else "")
+        )
         t0 = time.monotonic()
         replay(events, sink, args.mode, speed)
         log(f"done: {len(events)} events, {sink.close()}, {time.monotonic() - t0:.1f}s")
