@@ -1,0 +1,64 @@
+"""End-to-end layer: the real local stack (demo/stack), started once per session and stopped at the end,
+even when a test fails. Needs root and the system packages of scripts/system_deps.sh; without them
+every test here is skipped with the reason.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from tests.e2e import helpers
+
+
+def pytest_collection_modifyitems(items):
+    for item in items:
+        if "tests/e2e/" in str(item.fspath).replace(os.sep, "/"):
+            item.add_marker(pytest.mark.e2e)
+
+
+def _skip_reason() -> str | None:
+    if os.geteuid() != 0:
+        return "needs root: the stack starts its own dockerd and runs PostgreSQL as the postgres user"
+    r = subprocess.run(
+        ["bash", "scripts/system_deps.sh", "--check"], cwd=helpers.REPO, capture_output=True, text=True, check=False
+    )
+    if r.returncode:
+        return f"system packages missing (run `make system-deps`): {r.stdout.strip()}"
+    return None
+
+
+@pytest.fixture(scope="session")
+def stack():
+    reason = _skip_reason()
+    if reason:
+        pytest.skip(reason)
+    try:
+        r = subprocess.run(
+            [sys.executable, "-m", "demo.stack", "up"],
+            cwd=helpers.REPO,
+            capture_output=True,
+            text=True,
+            timeout=1500,
+            check=False,
+        )
+        print(r.stdout)
+        if r.returncode:
+            pytest.fail(f"the demo stack did not come up:\n{r.stdout}\n{r.stderr}")
+        yield helpers.Stack()
+    finally:
+        down = subprocess.run(
+            [sys.executable, "-m", "demo.stack", "down"],
+            cwd=helpers.REPO,
+            capture_output=True,
+            text=True,
+            timeout=300,
+            check=False,
+        )
+        print(down.stdout, down.stderr)
+        left = helpers.leftover_processes()
+        if left:
+            pytest.fail("processes of the stack are still running after `demo.stack down`:\n" + "\n".join(left))

@@ -1,0 +1,162 @@
+"""What the end-to-end tests do to and read from the running stack."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import time
+from dataclasses import dataclass, field
+from datetime import date
+from pathlib import Path
+
+import pyarrow.dataset as ds
+
+from demo import api
+from demo.datagen.generate import generate_day, write_day
+from demo.stack import airflow as stack_airflow
+from demo.stack import config, proc
+from demo.stack.services import DockerDaemon, SlackReceiver, SparkMaster, SparkWorker
+
+REPO = config.REPO
+DAG_ID = config.DAG_ID
+EVENTS = 2000
+RUN_TIMEOUT = 900  # bounded wait for one run; the run itself takes a few minutes here
+STAGES = ("preflight", "producer_server0", "producer_server1", "streaming_to_silver", "batch_to_bronze", "etl_to_gold")
+
+
+@dataclass
+class Run:
+    day: str
+    run_id: str
+    state: str
+    started: float
+    tasks: dict[str, dict] = field(default_factory=dict)
+
+    def log(self, task_id: str) -> str:
+        return "\n".join(api.task_log_lines(DAG_ID, self.run_id, task_id))
+
+
+class Stack:
+    def __init__(self) -> None:
+        self.airflow = api.Airflow()
+
+    # ----------------------------------------------------------------------------------------- data
+    def reset_day(self, day: str) -> None:
+        """Forget everything of `day` downstream (landing, lake, marts) so a test sees only its own run."""
+        for path in (
+            config.landing_dir() / f"event_date={day}",
+            api.lake_partition("silver", day),
+            api.lake_partition("bronze", day),
+            config.lake_root() / "silver" / "_checkpoints" / "streaming_to_silver" / f"event_date={day}",
+        ):
+            shutil.rmtree(path, ignore_errors=True)
+        with api.gold_connect() as conn, conn.cursor() as cur:
+            for table in api.MARTS:
+                cur.execute("SELECT to_regclass(%s)", (table,))
+                if cur.fetchone()[0] is not None:
+                    cur.execute(f"DELETE FROM {table} WHERE event_date = %s", (day,))  # noqa: S608
+
+    def generate(self, day: str) -> dict:
+        return write_day(
+            date.fromisoformat(day), generate_day(date.fromisoformat(day), EVENTS, seed=7), config.state("servers")
+        )
+
+    # ----------------------------------------------------------------------------------------- runs
+    def run(self, day: str) -> Run:
+        self.airflow.wait_dag(DAG_ID)
+        started = time.time()
+        run_id = self.airflow.trigger(DAG_ID, date.fromisoformat(day))
+        result = self.airflow.watch(DAG_ID, run_id, timeout=RUN_TIMEOUT)
+        tasks = {ti["task_id"]: ti for ti in self.airflow.tasks(DAG_ID, run_id)}
+        return Run(day, run_id, result["state"], started, tasks)
+
+    def dags_test(self, day: str, *, unset: tuple[str, ...] = (), extra_env: dict | None = None):
+        """`airflow dags test` in its own process with a changed environment (what a task pod would see with
+        a Secret missing or a wrong mount). The DAG is paused meanwhile so the scheduler leaves that run alone."""
+        env = stack_airflow.env()
+        for key in unset:
+            env.pop(key, None)
+        env.update(extra_env or {})
+        self.airflow.call("PATCH", f"/dags/{DAG_ID}", {"is_paused": True})
+        try:
+            return subprocess.run(
+                [str(config.VENV_BIN / "airflow"), "dags", "test", DAG_ID, f"{day}T15:00:00+00:00"],
+                env=env,
+                cwd=config.state("airflow"),
+                capture_output=True,
+                text=True,
+                timeout=600,
+                check=False,
+            )
+        finally:
+            self.airflow.call("PATCH", f"/dags/{DAG_ID}", {"is_paused": False})
+
+    # ------------------------------------------------------------------------------------- services
+    def docker(self, server: str) -> DockerDaemon:
+        return DockerDaemon(server)
+
+    def slack(self) -> SlackReceiver:
+        return SlackReceiver()
+
+    def spark(self) -> tuple[SparkMaster, SparkWorker]:
+        return SparkMaster(), SparkWorker()
+
+    def container_events(self, server: str, since: float) -> list[dict]:
+        client = self.docker(server).client()
+        try:
+            events = client.events(
+                since=int(since), until=int(time.time()) + 1, decode=True, filters={"type": "container"}
+            )
+            return [
+                {"action": e.get("Action") or e.get("status"), **(e.get("Actor", {}).get("Attributes") or {})}
+                for e in events
+            ]
+        finally:
+            client.close()
+
+    def containers_for_day(self, server: str, day: str) -> list:
+        client = self.docker(server).client()
+        try:
+            return client.containers.list(all=True, filters={"label": f"org.tripclick.event-date={day}"})
+        finally:
+            client.close()
+
+
+# --------------------------------------------------------------------------------------------- lake
+def parquet_rows(layer: str, day: str) -> list[dict]:
+    path = api.lake_partition(layer, day)
+    if not path.exists():
+        return []
+    return ds.dataset(str(path), format="parquet").to_table().to_pylist()
+
+
+def marts_snapshot(day: str) -> dict[str, list[tuple]]:
+    out = {}
+    with api.gold_connect() as conn, conn.cursor() as cur:
+        for table in api.MARTS:
+            cur.execute("SELECT to_regclass(%s)", (table,))
+            if cur.fetchone()[0] is None:
+                out[table] = []
+                continue
+            cur.execute(f"SELECT * FROM {table} WHERE event_date = %s ORDER BY 1, 2, 3", (day,))  # noqa: S608
+            out[table] = cur.fetchall()
+    return out
+
+
+def slack_texts(since: float) -> list[str]:
+    return [m["payload"].get("text") or json.dumps(m["payload"].get("blocks")) for m in api.slack_messages(since)]
+
+
+def assert_nothing_downstream(day: str) -> None:
+    assert not api.lake_partition("bronze", day).exists(), f"bronze partition for {day} was written"
+    assert all(not rows for rows in marts_snapshot(day).values()), f"gold marts have rows for {day}"
+
+
+def leftover_processes() -> list[str]:
+    return [f"pid {pid}: {text}" for pid, text in proc.leftovers()]
+
+
+def landing_files(day: str) -> list[Path]:
+    folder = config.landing_dir() / f"event_date={day}"
+    return sorted(p for p in folder.glob("*.json")) if folder.exists() else []

@@ -1,0 +1,101 @@
+"""The whole pipeline on the real stack: a day end to end, a backfill, a rerun."""
+
+from __future__ import annotations
+
+from collections import Counter
+from datetime import UTC, datetime
+
+import pytest
+
+from tests.e2e import helpers
+
+DAY = "2020-09-02"
+EARLIER_DAY = "2020-09-01"
+
+
+@pytest.fixture(scope="module")
+def first_run(stack):
+    stack.reset_day(DAY)
+    generated = stack.generate(DAY)
+    run = stack.run(DAY)
+    return run, generated
+
+
+def test_happy_path_runs_every_stage_and_publishes_consistent_marts(stack, first_run):
+    run, generated = first_run
+    assert run.state == "success", {t: ti["state"] for t, ti in run.tasks.items()}
+    assert all(ti["state"] == "success" for ti in run.tasks.values()), {t: ti["state"] for t, ti in run.tasks.items()}
+
+    # Each producer ran on its own web server's daemon, exited 0, and its container is gone.
+    for server, other in (("server0", "server1"), ("server1", "server0")):
+        events = [e for e in stack.container_events(server, run.started) if e.get("org.tripclick.event-date") == DAY]
+        started = [e for e in events if e["action"] == "start"]
+        died = [e for e in events if e["action"] == "die"]
+        assert [e["org.tripclick.server"] for e in started] == [server], events
+        assert [e.get("exitCode") for e in died] == ["0"], events
+        assert not [e for e in events if e.get("org.tripclick.server") == other]
+        assert stack.containers_for_day(server, DAY) == []
+
+    silver = helpers.parquet_rows("silver", DAY)
+    bronze = helpers.parquet_rows("bronze", DAY)
+    keys = Counter(r["dedup_key"] for r in silver)
+    # Silver: every distinct event once; the generator's duplicates (same dedup_key) are gone.
+    assert len(silver) == generated["distinct_dedup_keys"] < generated["events"]
+    assert max(keys.values()) == 1
+    # Bronze: every landed record, duplicates included, each with the file it came from.
+    assert len(bronze) == generated["events"]
+    assert all(r["source_file"] and r["ingest_time"] for r in bronze)
+
+    marts = helpers.marts_snapshot(DAY)
+    (traffic,) = marts["mart_daily_traffic"]
+    total_events, unique_sessions, unique_documents = traffic[1], traffic[2], traffic[3]
+    assert total_events == len(keys)
+    assert unique_sessions == len({r["session_id"] for r in silver}) == len(marts["mart_session_analysis"])
+    assert unique_documents == len({r["document_id"] for r in silver}) == len(marts["mart_popular_documents"])
+    assert sum(row[2] for row in marts["mart_session_analysis"]) == total_events
+    assert sum(row[3] for row in marts["mart_popular_documents"]) == total_events
+    areas = Counter(a for r in silver for a in r["clinical_areas"])
+    assert {row[1]: row[2] for row in marts["mart_clinical_areas"]} == dict(areas)
+
+    summaries = [t for t in helpers.slack_texts(run.started) if f"finished for {DAY}" in t]
+    assert len(summaries) == 1, helpers.slack_texts(run.started)
+    for stage in helpers.STAGES:
+        assert f"- {stage}: success" in summaries[0]
+
+
+def test_backfill_of_an_earlier_date_does_not_wait_and_survives_slack_down(stack, first_run):
+    stack.reset_day(EARLIER_DAY)
+    generated = stack.generate(EARLIER_DAY)
+    slack = stack.slack()
+    slack.down()
+    try:
+        run = stack.run(EARLIER_DAY)
+    finally:
+        slack.up()
+    assert run.state == "success", {t: ti["state"] for t, ti in run.tasks.items()}
+    # The waits aim at that day's 17:00 and 18:00 UTC, long past, so they released at once.
+    for task_id, hour in (("wait_for_batch_to_bronze_window", 17), ("wait_for_etl_to_gold_window", 18)):
+        ti = run.tasks[task_id]
+        assert ti["state"] == "success"
+        target = datetime.fromisoformat(ti["rendered_fields"]["target_time"])
+        assert target == datetime.fromisoformat(f"{EARLIER_DAY}T{hour}:00:00+00:00")
+        assert target < datetime.fromtimestamp(run.started, UTC)
+    (traffic,) = helpers.marts_snapshot(EARLIER_DAY)["mart_daily_traffic"]
+    assert traffic[1] == generated["distinct_dedup_keys"]
+    # Slack was down: the summary could not be delivered, the pipeline still succeeded and said so.
+    assert run.tasks["notify_completion"]["state"] == "success"
+    assert "Slack notification via Connection 'slack_webhook' failed" in run.log("notify_completion")
+    assert not [t for t in helpers.slack_texts(run.started) if f"finished for {EARLIER_DAY}" in t]
+
+
+def test_rerun_of_the_same_date_leaves_identical_marts_and_other_dates_alone(stack, first_run):
+    before = helpers.marts_snapshot(DAY)
+    other_before = helpers.marts_snapshot(EARLIER_DAY)
+    assert all(before.values()), "the first run left an empty mart"
+    landed_before = len(helpers.landing_files(DAY))
+    run = stack.run(DAY)
+    assert run.state == "success", {t: ti["state"] for t, ti in run.tasks.items()}
+    # The producers really sent the day again (new landing files); dedup and the per-date replace absorb it.
+    assert len(helpers.landing_files(DAY)) > landed_before
+    assert helpers.marts_snapshot(DAY) == before
+    assert helpers.marts_snapshot(EARLIER_DAY) == other_before
