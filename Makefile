@@ -102,3 +102,38 @@ kind-test: ## Deploy to a local kind cluster and run the pipeline there (needs d
 kind-down: ## Delete the kind cluster made by kind-test
 	scripts/kind-down.sh
 # --- end image and kind (issue 5) ---
+
+# --- demo (issue 3) ---
+# The local stack (PostgreSQL, two Docker daemons with mutual TLS, Spark standalone, a Slack webhook
+# stand-in, Airflow 3) runs as root on loopback; all its state is under .state/demo/ (git-ignored).
+DEMO_DATE ?= 2020-10-01
+DEMO_EVENTS ?= 4000
+
+.PHONY: system-deps
+system-deps: ## Check the system packages the demo stack needs; install them on Debian/Ubuntu as root
+	bash scripts/system_deps.sh
+
+.PHONY: demo-up
+demo-up: system-deps $(STAMP) ## Start the local stack and load the producer image (reuses what is already up)
+	$(PY) -m demo.stack up
+
+.PHONY: demo
+demo: demo-up ## Run tripclick_daily_pipeline end to end on the local stack (DEMO_DATE=YYYY-MM-DD)
+	$(PY) -m demo.run --date $(DEMO_DATE) --events $(DEMO_EVENTS)
+
+.PHONY: demo-status
+demo-status: ## One line per local-stack service: healthy, unhealthy or down
+	@if [ -x $(PY) ]; then $(PY) -m demo.stack status; else echo "no venv: nothing was started"; fi
+
+.PHONY: demo-down
+demo-down: ## Stop every process the local stack started (by PID); data stays in .state/demo
+	@if [ -x $(PY) ]; then $(PY) -m demo.stack down; else echo "no venv: nothing was started"; fi
+
+.PHONY: test-e2e
+test-e2e: system-deps $(STAMP) ## End-to-end layer: the pipeline on the real local stack, faults included; stops the stack after
+	$(PY) -m pytest tests/e2e
+
+.PHONY: bench-e2e
+bench-e2e: system-deps $(STAMP) ## Orchestration overhead and control-plane memory over real demo runs (medians)
+	$(PY) -m demo.bench
+# --- end demo (issue 3) ---
