@@ -1,0 +1,153 @@
+"""The demo's stand-ins on their own (no stack needed): the Slack webhook protocol, the producer's contract
+and the generator's determinism."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from demo.datagen.generate import dedup_key, generate_day, server_of, write_day
+from tests.e2e import helpers
+
+PRODUCER_SRC = helpers.REPO / "demo" / "producer"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def receiver(tmp_path):
+    port = _free_port()
+    store = tmp_path / "messages.jsonl"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "demo.slack_receiver", "--port", str(port), "--store", str(store)],
+        cwd=helpers.REPO,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(100):
+            try:
+                urllib.request.urlopen(f"{base}/health", timeout=1)
+                break
+            except OSError:
+                time.sleep(0.1)
+        yield base
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+def _post(url: str, body: bytes, ctype: str = "application/json") -> tuple[int, str]:
+    req = urllib.request.Request(url, data=body, headers={"Content-Type": ctype}, method="POST")
+    try:
+        with urllib.request.urlopen(req, timeout=5) as resp:
+            return resp.status, resp.read().decode()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read().decode()
+
+
+def test_slack_receiver_speaks_the_incoming_webhook_protocol(receiver):
+    hook = f"{receiver}/services/T000/B000/XXXX"
+    assert _post(hook, json.dumps({"text": "hello"}).encode()) == (200, "ok")
+    assert _post(hook, json.dumps({"blocks": [{"type": "divider"}]}).encode()) == (200, "ok")
+    assert _post(f"{receiver}/services/T/B/wrong", json.dumps({"text": "x"}).encode()) == (404, "no_service")
+    assert _post(hook, b"{not json") == (400, "invalid_payload")
+    assert _post(hook, b"[1, 2]") == (400, "invalid_payload")
+    assert _post(hook, json.dumps({"username": "x"}).encode()) == (400, "no_text")
+    with urllib.request.urlopen(f"{receiver}/messages", timeout=5) as resp:
+        stored = json.loads(resp.read())
+    assert [m["payload"] for m in stored] == [{"text": "hello"}, {"blocks": [{"type": "divider"}]}]
+
+
+def test_slack_provider_hook_delivers_to_the_receiver(receiver):
+    from airflow.providers.slack.hooks.slack_webhook import SlackWebhookHook
+
+    conn = json.dumps({"conn_type": "slackwebhook", "password": f"{receiver}/services/T000/B000/XXXX"})
+    os.environ["AIRFLOW_CONN_SLACK_E2E_PROBE"] = conn
+    try:
+        SlackWebhookHook(slack_webhook_conn_id="slack_e2e_probe").send(text="from the provider")
+    finally:
+        del os.environ["AIRFLOW_CONN_SLACK_E2E_PROBE"]
+    with urllib.request.urlopen(f"{receiver}/messages", timeout=5) as resp:
+        assert [m["payload"]["text"] for m in json.loads(resp.read())] == ["from the provider"]
+
+
+def _producer(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "producer.producer", *args],
+        cwd=PRODUCER_SRC,
+        env={"PATH": os.environ["PATH"], **env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def test_producer_lands_whole_files_and_rejects_bad_input(tmp_path):
+    day = "2020-01-02"
+    write_day(dt.date.fromisoformat(day), generate_day(dt.date.fromisoformat(day), 300, seed=1), tmp_path / "servers")
+    data = tmp_path / "servers" / "server0" / "data"
+    landing = tmp_path / "landing"
+    landing.mkdir()
+    sent = (data / f"date={day}" / "events.json").read_text().splitlines()
+    args = ["--file", str(data / f"date={day}" / "events.json"), "--mode", "realtime", "--topic", "t"]
+    ok = _producer(args, {"LANDING_DIR": str(landing), "TRIPCLICK_REPLAY_SPEED": "100000"})
+    assert ok.returncode == 0, ok.stderr
+    files = sorted((landing / f"event_date={day}").iterdir())
+    assert files and not [f for f in files if f.name.startswith(".")]  # no temporary file left behind
+    landed = [line for f in files for line in f.read_text().splitlines()]
+    assert sorted(json.loads(x)["dedup_key"] for x in landed) == sorted(json.loads(x)["dedup_key"] for x in sent)
+
+    missing = _producer(
+        ["--file", str(data / "date=2020-01-03" / "events.json"), "--mode", "batch"], {"LANDING_DIR": str(landing)}
+    )
+    assert missing.returncode == 3
+    assert "date=2020-01-03/events.json does not exist" in missing.stderr and f"date={day}" in missing.stderr
+
+    corrupt = data / "date=2020-01-04" / "events.json"
+    corrupt.parent.mkdir()
+    corrupt.write_text(sent[0] + "\n{truncated\n")
+    bad = _producer(["--file", str(corrupt), "--mode", "batch"], {"LANDING_DIR": str(landing)})
+    assert bad.returncode == 3 and "line 2: not valid JSON" in bad.stderr
+    assert not (landing / "event_date=2020-01-04").exists()  # nothing sent from a bad file
+
+    no_transport = _producer(args, {})
+    assert no_transport.returncode == 2 and "KAFKA_BROKERS" in no_transport.stderr
+    bad_speed = _producer(args, {"LANDING_DIR": str(landing), "TRIPCLICK_REPLAY_SPEED": "fast"})
+    assert bad_speed.returncode == 2 and "TRIPCLICK_REPLAY_SPEED" in bad_speed.stderr
+
+
+def test_generator_is_deterministic_and_splits_sessions_by_md5(tmp_path):
+    day = dt.date(2020, 3, 4)
+    first = generate_day(day, 1000, seed=7)
+    assert first == generate_day(day, 1000, seed=7)
+    assert first != generate_day(day, 1000, seed=8)
+    rec = first[0]
+    assert (
+        rec["DateCreated"]
+        == f"/Date({int(dt.datetime.fromisoformat(rec['event_ts'].replace('Z', '+00:00')).timestamp() * 1000)})/"
+    )
+    assert rec["ClinicalAreas"].startswith(",")
+    assert rec["dedup_key"] == dedup_key(rec["SessionId"], rec["DocumentId"], rec["event_ts"])
+    assert len({r["dedup_key"] for r in first}) < len(first)  # some clicks logged twice
+    summary = write_day(day, first, tmp_path)
+    for i in (0, 1):
+        path = Path(summary["servers"][f"server{i}"]["path"])
+        sessions = {json.loads(line)["SessionId"] for line in path.read_text().splitlines()}
+        assert sessions and all(server_of(s) == i for s in sessions)
