@@ -8,7 +8,7 @@ import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-from . import airflow, config, images, proc
+from . import airflow, config, images, proc, tls
 from .proc import StackError
 from .services import DockerDaemon, Postgres, SlackReceiver, SparkMaster, SparkWorker
 
@@ -42,6 +42,7 @@ def up(with_images: bool = True) -> None:
     print(f"demo stack: state in {config.STATE}")
     config.STATE.mkdir(parents=True, exist_ok=True)
     config.load_secrets()
+    tls.ensure()  # once, before the daemons that read it start in parallel
     _parallel([Postgres(), *dockers(), SparkMaster(), SlackReceiver()])
     _parallel([SparkWorker()])
     if with_images:

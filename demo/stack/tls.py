@@ -7,7 +7,9 @@ Made with `cryptography` (already pulled in by Airflow) so no openssl config fil
 from __future__ import annotations
 
 import datetime as dt
+import fcntl
 import ipaddress
+import shutil
 from pathlib import Path
 
 from cryptography import x509
@@ -90,36 +92,50 @@ def _leaf(
 
 
 def ensure() -> None:
-    """Create the PKI once; later calls reuse it (delete .state/demo/tls to rotate)."""
+    """Create the PKI once; later calls reuse it (delete .state/demo/tls to rotate).
+
+    Built in a temporary folder and renamed into place under a lock, so daemons starting in parallel never
+    see (or write) half a PKI: a certificate from one run and a key from another do not match.
+    """
     root = config.tls_dir()
-    done = root / ".complete"
-    if done.exists():
-        return
-    root.mkdir(parents=True, exist_ok=True)
+    root.parent.mkdir(parents=True, exist_ok=True)
+    with open(root.parent / ".tls.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if (root / ".complete").exists():
+            return
+        tmp = root.parent / ".tls.tmp"
+        shutil.rmtree(tmp, ignore_errors=True)
+        _build(tmp)
+        shutil.rmtree(root, ignore_errors=True)
+        tmp.rename(root)
+
+
+def _build(root: Path) -> None:
+    root.mkdir()
     root.chmod(0o700)
     ca_key, ca_cert = _ca("tripclick demo CA")
     _write_key(root / "ca-key.pem", ca_key)
     _write_cert(root / "ca.pem", ca_cert)
     for server in config.DOCKER_SERVERS:
         d = root / server
-        d.mkdir(exist_ok=True)
+        d.mkdir()
         key, cert = _leaf(f"{server} docker daemon", ca_key, ca_cert, server=True)
         _write_key(d / "key.pem", key)
         _write_cert(d / "cert.pem", cert)
         _write_cert(d / "ca.pem", ca_cert)
     # The folder the DAG reads (tripclick_docker_tls_dir): ca.pem, cert.pem, key.pem
-    client = config.client_tls_dir()
-    client.mkdir(exist_ok=True)
+    client = root / config.client_tls_dir().name
+    client.mkdir()
     key, cert = _leaf("tripclick airflow", ca_key, ca_cert, server=False)
     _write_key(client / "key.pem", key)
     _write_cert(client / "cert.pem", cert)
     _write_cert(client / "ca.pem", ca_cert)
     # Same server trust, but a client certificate signed by a CA the daemons do not know.
     rogue_key, rogue_cert = _ca("some other CA")
-    untrusted = config.untrusted_tls_dir()
-    untrusted.mkdir(exist_ok=True)
+    untrusted = root / config.untrusted_tls_dir().name
+    untrusted.mkdir()
     key, cert = _leaf("tripclick airflow", rogue_key, rogue_cert, server=False)
     _write_key(untrusted / "key.pem", key)
     _write_cert(untrusted / "cert.pem", cert)
     _write_cert(untrusted / "ca.pem", ca_cert)
-    done.write_text("ok\n")
+    (root / ".complete").write_text("ok\n")
