@@ -43,6 +43,9 @@ def up(with_images: bool = True) -> None:
     config.STATE.mkdir(parents=True, exist_ok=True)
     config.load_secrets()
     tls.ensure()  # once, before the daemons that read it start in parallel
+    # Folders the DAG's Variables point at: bind-mount sources must exist before a container is created.
+    for folder in (config.landing_dir(), config.lake_root(), *map(config.server_data_dir, config.DOCKER_SERVERS)):
+        folder.mkdir(parents=True, exist_ok=True)
     _parallel([Postgres(), *dockers(), SparkMaster(), SlackReceiver()])
     _parallel([SparkWorker()])
     if with_images:
