@@ -58,8 +58,10 @@ def main(argv: list[str] | None = None) -> int:
 
     af = api.Airflow()
     af.wait_dag(config.DAG_ID)
+    existing = af.run_for_date(config.DAG_ID, day)
     run_id = af.trigger(config.DAG_ID, day)
-    print(f"{stamp()} triggered {config.DAG_ID} run {run_id} over the REST API")
+    how = "cleared its existing run (one run per date), so it runs again" if existing else "triggered run"
+    print(f"{stamp()} {config.DAG_ID} {day}: {how} {run_id} over the REST API")
 
     def on_change(task_id: str, state: str | None, ti: dict) -> None:
         if state:
