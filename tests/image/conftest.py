@@ -59,6 +59,11 @@ def built_image(daemon, standin_base) -> str:
     if done.returncode != 0:
         tail = (done.stdout + done.stderr)[-4000:]
         pytest.fail(f"`make image` on the stand-in base failed (full log: {log}):\n{tail}")
+    # Images of earlier revisions would pile up under .state (1.7 GB each); this one stays as the cache.
+    tags = daemon.docker("image", "ls", "--format", "{{.Repository}}:{{.Tag}}", "tripclick-airflow").stdout.split()
+    for stale in (t for t in tags if t != ref):
+        daemon.docker("image", "rm", stale, check=False)
+    daemon.docker("image", "prune", "--force", check=False)
     size = daemon.docker("image", "inspect", "--format", "{{.Size}}", ref).stdout.strip()
     FIGURES["image"] = ref
     FIGURES["image_size_mb"] = round(int(size) / 1e6)

@@ -188,6 +188,8 @@ def base_tarball(state: Path = STATE) -> tuple[Path, float]:
         for item in cache.glob("*"):
             if item.is_file():
                 item.unlink()
+    for stale in state.glob(f"standin-{SUITE}-*.tar"):
+        stale.unlink()
     partial = tarball.with_suffix(".partial")
     subprocess.run(["tar", "-C", str(root), "--numeric-owner", "-cf", str(partial), "."], check=True)
     partial.rename(tarball)

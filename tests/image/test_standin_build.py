@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import re
+import socket
 
 from tests.image import standin
 
@@ -92,3 +93,42 @@ def test_pip_ca_secret_is_not_left_in_the_image(run_in_image, daemon, built_imag
     assert done.stdout.strip().splitlines()[-1] == "0"
     history = daemon.docker("image", "history", "--no-trunc", "--format", "{{.CreatedBy}}", built_image).stdout
     assert "BEGIN CERTIFICATE" not in history
+
+
+def test_spark_standalone_master_worker_and_a_python_job_run_from_the_image(daemon, built_image):
+    """What make kind-test's Spark stand-ins run (spark-class master and worker from this image), plus a
+    client-mode job whose executor runs Python code in the image too. Everything listens on loopback."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    master = f"spark://127.0.0.1:{port}"
+    # Host network of the private daemon (it has no bridge); SPARK_LOCAL_IP keeps every listener,
+    # the web UIs included, on 127.0.0.1.
+    run = ["run", "--rm", "--network", "host", "--env", "SPARK_LOCAL_IP=127.0.0.1",
+           # The master's REST submission server has a fixed port (6067); nothing here uses it.
+           "--env", "SPARK_MASTER_OPTS=-Dspark.master.rest.enabled=false"]  # fmt: skip
+    daemons = [
+        ["org.apache.spark.deploy.master.Master", "--host", "127.0.0.1", "--port", str(port), "--webui-port", "0"],
+        ["org.apache.spark.deploy.worker.Worker", master, "--host", "127.0.0.1", "--cores", "1",
+         "--memory", "1g", "--webui-port", "0", "--work-dir", "/tmp/spark-work"],
+    ]  # fmt: skip
+    # The lambda makes the executor start a Python worker: the image's Python and pyspark on both sides.
+    job = (
+        "from pyspark import SparkContext; sc = SparkContext(); "
+        "print('SUM', sc.parallelize(range(1000), 2).map(lambda x: 2 * x).sum())"
+    )
+    started = []
+    try:
+        for args in daemons:
+            started.append(daemon.docker(*run, "--detach", built_image, "spark-class", *args).stdout.strip())
+        submit = (
+            f'echo "{job}" > /tmp/job.py && spark-submit --master {master} --conf spark.ui.enabled=false '
+            "--conf spark.executor.memory=512m /tmp/job.py"
+        )
+        name = f"standin-spark-job-{port}"
+        started.append(name)
+        done = daemon.docker(*run, "--name", name, built_image, "sh", "-c", submit, check=False, timeout=300)
+        assert "SUM 999000" in done.stdout, done.stdout[-2000:] + done.stderr[-4000:]
+    finally:
+        for container in started:
+            daemon.docker("stop", "--time", "5", container, check=False)
