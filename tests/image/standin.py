@@ -98,8 +98,16 @@ class Daemon:
     figures: dict[str, float] = field(default_factory=dict)
 
     @property
+    def runtime(self) -> Path:
+        """Sockets live here: under .state/image, unless the checkout's path is so long that containerd's
+        socket would pass the 108-byte limit of a unix socket path; then under /run."""
+        if len(str(self.state / "exec/containerd/containerd.sock.ttrpc")) < 100:
+            return self.state
+        return Path("/run") / f"tripclick-image-{hashlib.sha256(str(self.state).encode()).hexdigest()[:8]}"
+
+    @property
     def socket(self) -> Path:
-        return self.state / "docker.sock"
+        return self.runtime / "docker.sock"
 
     @property
     def pidfile(self) -> Path:
@@ -127,13 +135,14 @@ class Daemon:
         if self.alive():
             return
         self.state.mkdir(parents=True, exist_ok=True)
+        self.runtime.mkdir(parents=True, exist_ok=True)
         # A daemon that died uncleanly leaves its pid file and socket; dockerd refuses to start over them.
         for stale in (self.pidfile, self.socket):
             stale.unlink(missing_ok=True)
         cmd = [
             "dockerd",
             "--data-root", str(self.state / "docker"),
-            "--exec-root", str(self.state / "exec"),
+            "--exec-root", str(self.runtime / "exec"),
             "--pidfile", str(self.pidfile),
             "--host", f"unix://{self.socket}",
             # No bridge and no iptables rules: this daemon must not touch the host's network set-up.
