@@ -368,6 +368,25 @@ class DockerDaemon(Service):
     def describe(self) -> str:
         return f"{self.url} (mutual TLS)"
 
+    def down(self) -> str:
+        msg = super().down()
+        # dockerd bind-mounts its data root onto itself (and may leave container mounts) if it dies hard;
+        # unmount what is left so the state folder can be deleted.
+        for root in (self.root, self.exec_root):
+            for point in sorted(_mounts_under(root), key=len, reverse=True):
+                subprocess.run(["umount", "-l", point], check=False, capture_output=True)
+        return msg
+
+
+def _mounts_under(root: Path) -> list[str]:
+    prefix = str(root).rstrip("/") + "/"
+    points = []
+    for line in Path("/proc/self/mounts").read_text().splitlines():
+        point = line.split()[1].replace("\\040", " ")
+        if point == str(root) or point.startswith(prefix):
+            points.append(point)
+    return points
+
 
 # ---------------------------------------------------------------------------------------------- Spark
 class SparkBase(Service):
