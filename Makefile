@@ -23,18 +23,21 @@ venv: $(STAMP) ## Create the virtual environment from the pinned requirements
 
 .PHONY: lint
 lint: $(STAMP) ## Lint Python code with ruff (Airflow rules included)
-	$(VENV)/bin/ruff check dags tests
-	$(VENV)/bin/ruff format --check dags tests
+	$(VENV)/bin/ruff check dags tests scripts demo
+	$(VENV)/bin/ruff format --check dags tests scripts demo
 
 .PHONY: test-dags
 test-dags: $(STAMP) ## DAG layer: integrity, policy, structure, golden files, bad configuration
 	$(PY) -m pytest tests/dags
 
 .PHONY: test
-test: lint test-dags test-chart ## Run every test layer, fastest first
+test: lint test-dags test-chart test-kind lint-image test-image test-e2e ## Run every test layer, fastest first
 
 .PHONY: bench
-bench: $(STAMP) ## Print benchmark figures (DAG cold import vs a trivial DAG)
+bench: bench-dag bench-e2e ## Print every benchmark: DAG parse cost, orchestration overhead, control-plane memory
+
+.PHONY: bench-dag
+bench-dag: $(STAMP) ## DAG cold import time against a trivial airflow.sdk DAG (medians, ratio)
 	$(PY) tests/bench/dag_import.py
 
 .PHONY: docs

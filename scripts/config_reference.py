@@ -1,7 +1,7 @@
 """Print (or write into README.md) the configuration reference generated from dags/tripclick/config.py.
 
-    python scripts/config_reference.py          # print the Markdown
-    python scripts/config_reference.py --write  # replace the section between the README markers
+python scripts/config_reference.py          # print the Markdown
+python scripts/config_reference.py --write  # replace the section between the README markers
 """
 
 from __future__ import annotations

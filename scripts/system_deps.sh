@@ -45,6 +45,8 @@ need openssl            "openssl"                                    has openssl
 need python3-venv       "Python venv module"                         python3 -c "import venv, ensurepip"
 need procps             "ps/pgrep"                                   has ps
 need tar                "tar"                                        has tar
+need shellcheck         "shellcheck (lints the kind-test scripts)"   has shellcheck
+need openssh-client     "ssh-keygen (kind-test's generated deploy key)" has ssh-keygen
 
 if [ ${#missing_pkgs[@]} -eq 0 ]; then
   echo "system_deps: all system packages present"
