@@ -37,41 +37,23 @@ SPARK_VARIABLES = (
 # read Kafka need it, and only with the kafka transport.
 KAFKA_PACKAGE = "org.apache.spark:spark-sql-kafka-0-10_2.13:4.2.0"
 
-DEFAULT_JOBS: dict[str, dict[str, Any]] = {
+# What every job gets unless tripclick_spark_jobs says otherwise.
+_COMMON_JOB_DEFAULTS: dict[str, Any] = {
+    "packages": None,
+    "conf": {},
+    "executor_memory": "1g",
+    "executor_cores": 1,
+    "driver_memory": "768m",
+    "extra_args": [],
+}
+_JOB_SPECIFICS: dict[str, dict[str, Any]] = {
     # Long-running (about 1 h): one executor core is enough for ~150k events per day.
-    "streaming_to_silver": {
-        "application": "streaming_to_silver.py",
-        "reads_transport": True,
-        "packages": None,
-        "conf": {},
-        "executor_memory": "1g",
-        "executor_cores": 1,
-        "total_executor_cores": 1,
-        "driver_memory": "768m",
-        "extra_args": [],
-    },
-    "batch_to_bronze": {
-        "application": "batch_to_bronze.py",
-        "reads_transport": True,
-        "packages": None,
-        "conf": {},
-        "executor_memory": "1g",
-        "executor_cores": 1,
-        "total_executor_cores": 2,
-        "driver_memory": "768m",
-        "extra_args": [],
-    },
-    "etl_to_gold": {
-        "application": "etl_to_gold.py",
-        "reads_transport": False,
-        "packages": None,
-        "conf": {},
-        "executor_memory": "1g",
-        "executor_cores": 1,
-        "total_executor_cores": 2,
-        "driver_memory": "768m",
-        "extra_args": [],
-    },
+    "streaming_to_silver": {"reads_transport": True, "total_executor_cores": 1},
+    "batch_to_bronze": {"reads_transport": True, "total_executor_cores": 2},
+    "etl_to_gold": {"reads_transport": False, "total_executor_cores": 2},
+}
+DEFAULT_JOBS: dict[str, dict[str, Any]] = {
+    job: {"application": f"{job}.py", **_COMMON_JOB_DEFAULTS, **specifics} for job, specifics in _JOB_SPECIFICS.items()
 }
 _OVERRIDABLE = {
     "application": str,
