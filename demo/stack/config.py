@@ -5,6 +5,7 @@ One place for paths and ports so the stack, the demo and the end-to-end tests ag
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import secrets
@@ -45,6 +46,16 @@ DAG_ID = "tripclick_daily_pipeline"
 
 def state(*parts: str) -> Path:
     return STATE.joinpath(*parts)
+
+
+def socket_dir(*parts: str) -> Path:
+    """A folder for unix sockets: under .state when the path is short enough, else under /run (a unix socket
+    path is limited to 107 bytes, and a CI checkout can live deep in the file system)."""
+    path = state(*parts)
+    if len(str(path)) > 60:
+        digest = hashlib.sha1(str(STATE).encode()).hexdigest()[:10]
+        path = Path("/run") / f"tripclick-demo-{digest}" / Path(*parts)
+    return path
 
 
 def tls_dir() -> Path:

@@ -6,7 +6,6 @@ output in .state/demo/logs/; nothing listens on anything but 127.0.0.1.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -152,7 +151,7 @@ class Postgres(Service):
     def __init__(self) -> None:
         self.root = config.state("pg")
         self.data = self.root / "data"
-        self.sock = self.root / "run"
+        self.sock = config.socket_dir("pg", "run")
 
     def port(self) -> int:
         return config.PORTS["postgres"]
@@ -177,7 +176,7 @@ class Postgres(Service):
     def prepare(self) -> None:
         self.root.mkdir(parents=True, exist_ok=True)
         for d in (self.data, self.sock):
-            d.mkdir(exist_ok=True)
+            d.mkdir(parents=True, exist_ok=True)
             shutil.chown(d, "postgres", "postgres")
             d.chmod(0o700)
         if not (self.data / "PG_VERSION").exists():
@@ -295,12 +294,8 @@ class DockerDaemon(Service):
 
     @property
     def exec_root(self) -> Path:
-        # containerd puts unix sockets under the exec root; keep the path far below the 108-byte limit.
-        p = self.root / "exec"
-        if len(str(p)) > 60:
-            digest = hashlib.sha1(str(self.root).encode()).hexdigest()[:10]
-            p = Path("/run") / f"tripclick-demo-{digest}"
-        return p
+        # containerd puts unix sockets under the exec root
+        return config.socket_dir("docker", self.server, "exec")
 
     @property
     def pidfile(self) -> Path:
@@ -308,7 +303,7 @@ class DockerDaemon(Service):
 
     def prepare(self) -> None:
         tls.ensure()
-        for d in (self.root, self.root / "data", self.exec_root):
+        for d in (self.root, self.root / "data", self.exec_root, config.socket_dir("docker", self.server)):
             d.mkdir(parents=True, exist_ok=True)
         (self.root / "daemon.json").write_text("{}\n")
 
@@ -325,7 +320,7 @@ class DockerDaemon(Service):
             "--pidfile",
             str(self.pidfile),
             "-H",
-            f"unix://{self.root / 'docker.sock'}",
+            f"unix://{config.socket_dir('docker', self.server) / 'docker.sock'}",
             "-H",
             f"tcp://{config.HOST}:{self.port()}",
             "--tlsverify",

@@ -151,3 +151,15 @@ def test_generator_is_deterministic_and_splits_sessions_by_md5(tmp_path):
         path = Path(summary["servers"][f"server{i}"]["path"])
         sessions = {json.loads(line)["SessionId"] for line in path.read_text().splitlines()}
         assert sessions and all(server_of(s) == i for s in sessions)
+
+
+def test_dedup_key_fallback_is_the_same_xxh64_as_the_package(monkeypatch):
+    import random
+
+    import demo.datagen.generate as generate
+
+    xxhash = pytest.importorskip("xxhash", reason="the xxhash wheel is not installed: nothing to compare with")
+    rng = random.Random(3)
+    samples = [bytes(rng.randrange(256) for _ in range(n)) for n in (*range(40), 64, 100, 257)]
+    monkeypatch.setattr(generate, "xxhash", None)
+    assert [generate.xxh64_hex(s) for s in samples] == [xxhash.xxh64(s).hexdigest() for s in samples]
