@@ -16,6 +16,7 @@ from tripclick.run_context import event_date
 log = logging.getLogger(__name__)
 
 TIMING_XCOM_KEY = "stage_timing"
+MAX_ERROR_LINES = 12
 # The stages reported in the summary, in pipeline order.
 SUMMARY_STAGES = (
     "preflight",
@@ -42,11 +43,13 @@ def post_to_slack(text: str) -> bool:
 def failure_message(context: Any) -> str:
     ti = context["ti"]
     error = context.get("exception")
-    first_line = str(error).strip().splitlines()[0] if error else "unknown error"
+    # Preflight and configuration errors list one problem per line: the alert keeps them all,
+    # but not a whole traceback-sized message.
+    lines = str(error).strip().splitlines()[:MAX_ERROR_LINES] if error else ["unknown error"]
     return (
         f":red_circle: *{ti.dag_id}* task *{ti.task_id}* failed\n"
         f"date: {event_date(context)}   try: {ti.try_number}   run: {ti.run_id}\n"
-        f"error: {first_line}\n"
+        "error: " + "\n".join(lines) + "\n"
         f"log: {ti.log_url}"
     )
 

@@ -62,6 +62,16 @@ def test_failure_alert_names_dag_task_try_date_and_log(monkeypatch):
         assert expected in text
 
 
+def test_failure_alert_keeps_every_preflight_problem(monkeypatch):
+    from tripclick.notify import failure_message
+    from tripclick.preflight import PreflightError
+
+    context = _context(task_id="preflight")
+    context["exception"] = PreflightError(["server0: daemon down", "spark: master down"])
+    text = failure_message(context)
+    assert "server0: daemon down" in text and "spark: master down" in text
+
+
 def test_unreachable_slack_is_logged_not_raised(monkeypatch, caplog):
     from tripclick.notify import alert_failure
 
