@@ -4,6 +4,7 @@ and the generator's determinism."""
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import json
 import os
 import socket
@@ -15,8 +16,9 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+import xxhash
 
-from demo.datagen.generate import dedup_key, generate_day, server_of, write_day
+from demo.datagen.generate import generate_day, write_day
 from tests.e2e import helpers
 
 PRODUCER_SRC = helpers.REPO / "demo" / "producer"
@@ -138,19 +140,28 @@ def test_generator_is_deterministic_and_splits_sessions_by_md5(tmp_path):
     first = generate_day(day, 1000, seed=7)
     assert first == generate_day(day, 1000, seed=7)
     assert first != generate_day(day, 1000, seed=8)
-    rec = first[0]
-    assert (
-        rec["DateCreated"]
-        == f"/Date({int(dt.datetime.fromisoformat(rec['event_ts'].replace('Z', '+00:00')).timestamp() * 1000)})/"
-    )
-    assert rec["ClinicalAreas"].startswith(",")
-    assert rec["dedup_key"] == dedup_key(rec["SessionId"], rec["DocumentId"], rec["event_ts"])
+    for rec in first:
+        ts = dt.datetime.fromisoformat(rec["event_ts"].replace("Z", "+00:00"))
+        assert rec["DateCreated"] == f"/Date({int(ts.timestamp() * 1000)})/"
+        assert rec["event_date"] == day.isoformat() == ts.date().isoformat()
+        assert rec["ClinicalAreas"].startswith(",")
+        # The contract (BRIEF section 2): xxh64 of "<SessionId>|<DocumentId>|<event_ts>", computed here with the
+        # xxhash package itself, not with the generator's own function.
+        expected = xxhash.xxh64(f"{rec['SessionId']}|{rec['DocumentId']}|{rec['event_ts']}".encode()).hexdigest()
+        assert rec["dedup_key"] == expected, rec
     assert len({r["dedup_key"] for r in first}) < len(first)  # some clicks logged twice
     summary = write_day(day, first, tmp_path)
+    seen = []
     for i in (0, 1):
         path = Path(summary["servers"][f"server{i}"]["path"])
-        sessions = {json.loads(line)["SessionId"] for line in path.read_text().splitlines()}
-        assert sessions and all(server_of(s) == i for s in sessions)
+        records = [json.loads(line) for line in path.read_text().splitlines()]
+        assert records, f"server{i} got no records"
+        for rec in records:
+            # md5(SessionId) % 2, with the digest read as one big-endian integer.
+            assert int(hashlib.md5(rec["SessionId"].encode()).hexdigest(), 16) % 2 == i, rec["SessionId"]  # noqa: S324
+        seen.extend(records)
+    # Every record went to exactly one server, none lost or added.
+    assert sorted(map(json.dumps, seen)) == sorted(map(json.dumps, first))
 
 
 def test_dedup_key_fallback_is_the_same_xxh64_as_the_package(monkeypatch):
@@ -158,7 +169,6 @@ def test_dedup_key_fallback_is_the_same_xxh64_as_the_package(monkeypatch):
 
     import demo.datagen.generate as generate
 
-    xxhash = pytest.importorskip("xxhash", reason="the xxhash wheel is not installed: nothing to compare with")
     rng = random.Random(3)
     samples = [bytes(rng.randrange(256) for _ in range(n)) for n in (*range(40), 64, 100, 257)]
     monkeypatch.setattr(generate, "xxhash", None)
