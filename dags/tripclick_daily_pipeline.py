@@ -36,7 +36,9 @@ Runs every day at **15:00 UTC** (00:00 KST) for `event_date` = the UTC date of t
    `streaming_to_silver` start together, so the stream is already reading when the first event is sent.
 3. `batch_to_bronze` starts when both producers and the stream are done, not before scheduled time + 2 h.
 4. `etl_to_gold` starts after bronze, not before scheduled time + 3 h.
-5. `notify_completion` posts the day's summary to Slack. Any failed task posts an alert.
+5. `notify_completion` posts the day's summary to Slack once every stage is done, whatever happened:
+   which stages failed, were skipped or never ran. Any failed task also posts its own alert; a
+   configuration problem (missing Connection, malformed Variable) fails its task without retries.
 
 The waits are deferrable and relative to the scheduled time: a rerun or a backfill of an old date does
 not wait. **Retries re-send events**: a realtime producer retried midway replays the day from the
@@ -112,14 +114,16 @@ with DAG(
         for job, offset in (("batch_to_bronze", policy.bronze_offset), ("etl_to_gold", policy.gold_offset))
     }
 
+    # A teardown runs once every stage is done, whatever their states, and its own state does not
+    # decide the run's: a day with a failed stage still gets its summary and still ends failed.
     notify_completion = PythonOperator(
         task_id="notify_completion",
         python_callable=send_completion_summary,
         executor_config=task_pod(policy["notify"].pod),
         **policy["notify"].operator_kwargs(),
-    )
+    ).as_teardown()
 
     preflight >> [*producers, spark["streaming_to_silver"], *waits.values()]
     [*producers, spark["streaming_to_silver"], waits["batch_to_bronze"]] >> spark["batch_to_bronze"]
     [spark["batch_to_bronze"], waits["etl_to_gold"]] >> spark["etl_to_gold"]
-    spark["etl_to_gold"] >> notify_completion
+    [preflight, *producers, *spark.values()] >> notify_completion

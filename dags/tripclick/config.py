@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from airflow.sdk.exceptions import AirflowFailException
+
 WEB_SERVERS = ("server0", "server1")
 SPARK_JOBS = ("streaming_to_silver", "batch_to_bronze", "etl_to_gold")
 
@@ -38,8 +40,12 @@ PRODUCER_LANDING_MOUNT = "/app/landing"
 TLS_FILES = ("ca.pem", "cert.pem", "key.pem")
 
 
-class ConfigError(ValueError):
-    """One or more configuration items are missing or malformed."""
+class ConfigError(AirflowFailException):
+    """One or more configuration items are missing or malformed.
+
+    Waiting does not fix configuration, so the task fails at once instead of spending its retries
+    (an AirflowFailException is never retried); the alert says so.
+    """
 
     def __init__(self, problems: list[str]):
         self.problems = problems
@@ -167,6 +173,13 @@ VARIABLES: tuple[VariableSpec, ...] = (
         "",
         f"Address executors use to reach the driver when `{DRIVER_HOST_ENV}` is not set in the task's environment.",
     ),
+    VariableSpec(
+        "tripclick_spark_master_ui_port",
+        "int",
+        8080,
+        "Port of the Spark master's web UI on the `spark_cluster` host; preflight reads its `/json/` "
+        "status for ALIVE workers and free cores.",
+    ),
     VariableSpec("tripclick_spark_driver_port", "int", 41000, "Fixed Spark driver port (open it to the workers)."),
     VariableSpec(
         "tripclick_spark_blockmanager_port", "int", 41001, "Fixed driver block-manager port (open it to the workers)."
@@ -205,7 +218,7 @@ def _how_to_set_variable(name: str) -> str:
 
 
 def _read_variable_raw(name: str) -> str | None:
-    # Imported here so that importing this module stays free of Airflow's runtime.
+    # Imported when first needed: scripts that only read the Variable table skip the task runtime.
     from airflow.sdk import Variable
 
     value = Variable.get(name, default=None)

@@ -1,4 +1,4 @@
-"""Slack messages: an alert for every failed task and a summary when the day is done.
+"""Slack messages: an alert for every failed task and a summary when the day is over, good or bad.
 
 A notification that cannot be delivered is logged and swallowed: Slack being down must never
 fail (or retry) the pipeline it reports on.
@@ -40,18 +40,23 @@ def post_to_slack(text: str) -> bool:
     return True
 
 
+NOT_RETRIED = "not retried: configuration problem; fix it, then clear the task"
+
+
 def failure_message(context: Any) -> str:
     ti = context["ti"]
     error = context.get("exception")
     # Preflight and configuration errors list one problem per line: the alert keeps them all,
     # but not a whole traceback-sized message.
     lines = str(error).strip().splitlines()[:MAX_ERROR_LINES] if error else ["unknown error"]
-    return (
+    text = (
         f":red_circle: *{ti.dag_id}* task *{ti.task_id}* failed\n"
         f"date: {event_date(context)}   try: {ti.try_number}   run: {ti.run_id}\n"
         "error: " + "\n".join(lines) + "\n"
-        f"log: {ti.log_url}"
     )
+    if isinstance(error, config.ConfigError):
+        text += NOT_RETRIED + "\n"
+    return text + f"log: {ti.log_url}"
 
 
 def alert_failure(context: Any) -> None:
@@ -76,8 +81,27 @@ def _format_duration(seconds: float) -> str:
     return f"{hours}h{minutes:02d}m{secs:02d}s" if hours else f"{minutes}m{secs:02d}s"
 
 
+# How the summary groups the stages of a day that did not finish; any other state counts as not run.
+_PROBLEM_GROUPS = (("failed", ("failed",)), ("skipped", ("skipped",)))
+NOT_RUN = "not run"
+
+
 def summary_message(day: str, dag_id: str, rows: list[dict[str, Any]]) -> str:
-    lines = [f":large_green_circle: *{dag_id}* finished for {day}"]
+    """First line: finished, or which stages failed, were skipped or never ran; then one line per stage."""
+    unfinished = [row for row in rows if row["state"] != "success"]
+    if not unfinished:
+        lines = [f":large_green_circle: *{dag_id}* finished for {day}"]
+    else:
+        groups = []
+        for label, states in _PROBLEM_GROUPS:
+            stages = [row["stage"] for row in unfinished if row["state"] in states]
+            if stages:
+                groups.append(f"{label}: {', '.join(stages)}")
+        known = {state for _, states in _PROBLEM_GROUPS for state in states}
+        not_run = [row["stage"] for row in unfinished if row["state"] not in known]
+        if not_run:
+            groups.append(f"{NOT_RUN}: {', '.join(not_run)}")
+        lines = [f":red_circle: *{dag_id}* did not finish for {day}: {'; '.join(groups)}"]
     for row in rows:
         duration = "-" if row["duration_s"] is None else _format_duration(row["duration_s"])
         lines.append(f"- {row['stage']}: {row['state']}, started {row['start'] or '-'}, took {duration}")
@@ -85,7 +109,7 @@ def summary_message(day: str, dag_id: str, rows: list[dict[str, Any]]) -> str:
 
 
 def send_completion_summary(**context: Any) -> str:
-    """The last task: post the day's summary (stage, start, duration, state)."""
+    """The last task, run whatever happened upstream: post the day's summary (stage, start, duration, state)."""
     ti = context["ti"]
     states = ti.get_task_states(dag_id=ti.dag_id, task_ids=list(SUMMARY_STAGES), run_ids=[ti.run_id])
     run_states = states.get(ti.run_id, {})
@@ -95,7 +119,7 @@ def send_completion_summary(**context: Any) -> str:
         rows.append(
             {
                 "stage": stage,
-                "state": run_states.get(stage, "unknown"),
+                "state": run_states.get(stage) or NOT_RUN,
                 "start": timing.get("start"),
                 "duration_s": timing.get("duration_s"),
             }

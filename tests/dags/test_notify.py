@@ -15,10 +15,11 @@ def _slack(monkeypatch, url):
 
 
 class FakeTI(SimpleNamespace):
-    """The slice of the runtime task instance the notifications read."""
+    """The slice of the runtime task instance the notifications read; states and timings are the test's."""
 
     def get_task_states(self, dag_id, task_ids, run_ids):
-        return {run_ids[0]: dict.fromkeys(task_ids, "success")}
+        assert dag_id == self.dag_id and run_ids == [self.run_id]
+        return {self.run_id: {task: self.states[task] for task in task_ids if task in self.states}}
 
     def xcom_pull(self, task_ids, key):
         return self.timings.get(task_ids)
@@ -35,6 +36,7 @@ def _context(task_id="producer_server1", **ti_fields):
         try_number=2,
         log_url="http://airflow.example/dags/tripclick_daily_pipeline/runs/x/tasks/producer_server1",
         timings={},
+        states={},
         pushed={},
         **ti_fields,
     )
@@ -89,29 +91,95 @@ def test_missing_slack_connection_is_logged_not_raised(monkeypatch, caplog):
     assert "slack_webhook" in caplog.text
 
 
-def test_summary_lists_each_stage_with_start_duration_and_state(monkeypatch):
-    from tripclick.notify import SUMMARY_STAGES, send_completion_summary
+def _summary(monkeypatch, states, timings=None) -> str:
+    from tripclick.notify import send_completion_summary
 
     context = _context(task_id="notify_completion")
-    context["ti"].timings = {
-        stage: {"start": f"2020-10-01T15:0{i}:00+00:00", "duration_s": 61.0 + i}
-        for i, stage in enumerate(SUMMARY_STAGES)
-    }
+    context["ti"].states = states
+    context["ti"].timings = timings or {}
     with WebhookReceiver() as receiver:
         _slack(monkeypatch, receiver.url)
-        send_completion_summary(**context)
-    text = receiver.messages[0]["payload"]["text"]
-    assert "finished for 2020-10-01" in text
+        returned = send_completion_summary(**context)
+    (message,) = receiver.messages
+    assert message["payload"]["text"] == returned
+    return returned
+
+
+def test_summary_lists_each_stage_with_start_duration_and_state(monkeypatch):
+    from tripclick.notify import SUMMARY_STAGES
+
+    text = _summary(
+        monkeypatch,
+        states=dict.fromkeys(SUMMARY_STAGES, "success"),
+        timings={
+            stage: {"start": f"2020-10-01T15:0{i}:00+00:00", "duration_s": 61.0 + i}
+            for i, stage in enumerate(SUMMARY_STAGES)
+        },
+    )
+    assert text.splitlines()[0] == ":large_green_circle: *tripclick_daily_pipeline* finished for 2020-10-01"
     for i, stage in enumerate(SUMMARY_STAGES):
         assert f"- {stage}: success, started 2020-10-01T15:0{i}:00+00:00, took 1m0{1 + i}s" in text
 
 
+def test_summary_of_a_day_with_a_failed_stage_names_what_failed_and_what_never_ran(monkeypatch):
+    states = {
+        "preflight": "success",
+        "producer_server0": "success",
+        "producer_server1": "failed",
+        "streaming_to_silver": "success",
+        "batch_to_bronze": "upstream_failed",
+        # etl_to_gold has no state at all: the scheduler never got to it.
+    }
+    timings = {"preflight": {"start": "2020-10-01T15:00:02+00:00", "duration_s": 4.0}}
+    text = _summary(monkeypatch, states, timings)
+    lines = text.splitlines()
+    assert lines[0] == (
+        ":red_circle: *tripclick_daily_pipeline* did not finish for 2020-10-01: "
+        "failed: producer_server1; not run: batch_to_bronze, etl_to_gold"
+    )
+    assert "- preflight: success, started 2020-10-01T15:00:02+00:00, took 0m04s" in lines
+    assert "- producer_server1: failed, started -, took -" in lines
+    assert "- batch_to_bronze: upstream_failed, started -, took -" in lines
+    assert "- etl_to_gold: not run, started -, took -" in lines
+
+
+def test_summary_of_a_day_stopped_at_preflight(monkeypatch):
+    from tripclick.notify import SUMMARY_STAGES
+
+    states = {"preflight": "failed", **dict.fromkeys(SUMMARY_STAGES[1:], "upstream_failed")}
+    first = _summary(monkeypatch, states).splitlines()[0]
+    assert first == (
+        ":red_circle: *tripclick_daily_pipeline* did not finish for 2020-10-01: failed: preflight; "
+        "not run: producer_server0, producer_server1, streaming_to_silver, batch_to_bronze, etl_to_gold"
+    )
+
+
+def test_summary_names_skipped_stages_apart(monkeypatch):
+    from tripclick.notify import SUMMARY_STAGES
+
+    states = {**dict.fromkeys(SUMMARY_STAGES, "success"), "etl_to_gold": "skipped"}
+    first = _summary(monkeypatch, states).splitlines()[0]
+    assert first.endswith("did not finish for 2020-10-01: skipped: etl_to_gold")
+
+
+def test_configuration_failure_alert_says_it_is_not_retried(monkeypatch):
+    from tripclick.config import ConfigError
+    from tripclick.notify import NOT_RETRIED, failure_message
+
+    context = _context(task_id="producer_server0")
+    context["exception"] = ConfigError(["Connection 'docker_server0' is not defined: create it"])
+    assert NOT_RETRIED in failure_message(context).splitlines()
+    context["exception"] = RuntimeError("Docker daemon restarting")
+    assert NOT_RETRIED not in failure_message(context)
+
+
 def test_stage_timing_is_recorded_for_the_summary():
+    import time_machine
+
     from tripclick.notify import TIMING_XCOM_KEY, record_stage_timing
 
     started = datetime(2020, 10, 1, 15, 0, tzinfo=UTC)
     context = _context(start_date=started)
-    record_stage_timing(context)
-    timing = context["ti"].pushed[TIMING_XCOM_KEY]
-    assert timing["start"] == started.isoformat()
-    assert timing["duration_s"] > 0
+    with time_machine.travel(datetime(2020, 10, 1, 15, 1, 35, 500000, tzinfo=UTC), tick=False):
+        record_stage_timing(context)
+    assert context["ti"].pushed[TIMING_XCOM_KEY] == {"start": started.isoformat(), "duration_s": 95.5}

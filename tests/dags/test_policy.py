@@ -13,7 +13,8 @@ ALLOWED_OPERATORS = {"PythonOperator", "DockerOperator", "SparkSubmitOperator", 
 # Hosts, ports and addresses belong in Connections and Variables, never in DAG code.
 LITERAL_HOST_PATTERNS = {
     "IPv4 address": re.compile(r"\b\d{1,3}(?:\.\d{1,3}){3}\b"),
-    "URL": re.compile(r"\b[a-z][a-z0-9+.-]*://"),
+    # A URL whose host is an f-string field is built from configuration.
+    "URL": re.compile(r"\b[a-z][a-z0-9+.-]*://(?!\{)"),
     "localhost": re.compile(r"\blocalhost\b"),
     "host:port": re.compile(r"\b[a-z][a-z0-9.-]*:\d{2,5}\b"),
 }

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -20,6 +21,12 @@ EXPECTED_EDGES = {
     ("wait_for_batch_to_bronze_window", "batch_to_bronze"),
     ("batch_to_bronze", "etl_to_gold"),
     ("wait_for_etl_to_gold_window", "etl_to_gold"),
+    # The summary waits for every stage, whatever their states.
+    ("preflight", "notify_completion"),
+    ("producer_server0", "notify_completion"),
+    ("producer_server1", "notify_completion"),
+    ("streaming_to_silver", "notify_completion"),
+    ("batch_to_bronze", "notify_completion"),
     ("etl_to_gold", "notify_completion"),
 }
 
@@ -29,20 +36,41 @@ def test_dependency_graph_edge_by_edge(dag):
     assert edges == EXPECTED_EDGES
 
 
-def test_runs_daily_at_1500_utc_one_at_a_time(dag):
+def _next_run(dag, earliest, catchup):
     from airflow.serialization.encoders import coerce_to_core_timetable
-
-    assert (dag.timetable.expression, str(dag.timetable.timezone)) == ("0 15 * * *", "UTC")
-    timetable = coerce_to_core_timetable(dag.timetable)
-    after = datetime(2026, 11, 26, 10, 0, tzinfo=UTC)
-    info = timetable.next_dagrun_info(last_automated_data_interval=None, restriction=_restriction(after))
-    assert info.run_after == datetime(2026, 11, 26, 15, 0, tzinfo=UTC)
-
-
-def _restriction(earliest):
     from airflow.timetables.base import TimeRestriction
 
-    return TimeRestriction(earliest=earliest, latest=None, catchup=False)
+    timetable = coerce_to_core_timetable(dag.timetable)
+    restriction = TimeRestriction(earliest=earliest, latest=None, catchup=catchup)
+    return timetable.next_dagrun_info(last_automated_data_interval=None, restriction=restriction).run_after
+
+
+def test_runs_daily_at_1500_utc_one_at_a_time(dag):
+    assert (dag.timetable.expression, str(dag.timetable.timezone)) == ("0 15 * * *", "UTC")
+    assert dag.max_active_runs == 1
+    # With catchup the first run is the first 15:00 UTC at or after the earliest allowed time.
+    assert _next_run(dag, datetime(2026, 11, 26, 10, 0, tzinfo=UTC), catchup=True) == datetime(
+        2026, 11, 26, 15, 0, tzinfo=UTC
+    )
+    assert _next_run(dag, datetime(2026, 11, 26, 15, 0, 1, tzinfo=UTC), catchup=True) == datetime(
+        2026, 11, 27, 15, 0, tzinfo=UTC
+    )
+
+
+@pytest.mark.parametrize(
+    ("now", "expected"),
+    [
+        # Deployed in the morning: the scheduler first runs yesterday's 15:00 day, straight away.
+        (datetime(2031, 6, 15, 9, 0, tzinfo=UTC), datetime(2031, 6, 14, 15, 0, tzinfo=UTC)),
+        # Deployed after 15:00: today's day runs straight away.
+        (datetime(2031, 6, 15, 16, 30, tzinfo=UTC), datetime(2031, 6, 15, 15, 0, tzinfo=UTC)),
+    ],
+)
+def test_without_catchup_the_first_run_is_the_latest_due_day_not_the_start_date(dag, now, expected):
+    import time_machine
+
+    with time_machine.travel(now, tick=False):
+        assert _next_run(dag, dag.start_date, catchup=dag.catchup) == expected
 
 
 def _render_target(dag, task_id, logical_date, run_after=None):
@@ -62,11 +90,12 @@ def test_waits_release_relative_to_the_scheduled_time(dag, task_id, hours):
     assert _render_target(dag, task_id, SCHEDULED) == SCHEDULED + timedelta(hours=hours)
 
 
-def test_backfill_of_an_old_date_does_not_wait(dag):
+def test_backfill_of_an_old_date_waits_for_its_own_day_not_today(dag):
+    """The target is the old day's 18:00, whatever the run's own trigger time (always in the past)."""
     old = datetime(2019, 3, 4, 15, 0, tzinfo=UTC)
-    target = _render_target(dag, "wait_for_etl_to_gold_window", old)
+    triggered = datetime(2031, 6, 15, 9, 30, tzinfo=UTC)
+    target = _render_target(dag, "wait_for_etl_to_gold_window", old, run_after=triggered)
     assert target == datetime(2019, 3, 4, 18, 0, tzinfo=UTC)
-    assert target < datetime.now(UTC)
 
 
 def test_manual_run_without_logical_date_waits_from_its_trigger_time(dag):
@@ -74,6 +103,27 @@ def test_manual_run_without_logical_date_waits_from_its_trigger_time(dag):
     assert _render_target(dag, "wait_for_batch_to_bronze_window", None, run_after=triggered) == triggered + timedelta(
         hours=2
     )
+
+
+@dataclass(frozen=True)
+class _TaskInstance:
+    task_id: str
+    state: str
+
+
+def test_summary_runs_whatever_happened_and_does_not_decide_the_runs_state(dag):
+    from airflow.task.trigger_rule import TriggerRule
+
+    notify = dag.get_task("notify_completion")
+    assert notify.is_teardown and not notify.on_failure_fail_dagrun
+    assert notify.trigger_rule == TriggerRule.ALL_DONE_SETUP_SUCCESS
+    assert not [t.task_id for t in dag.tasks if t.is_setup], "a setup task would make the summary depend on it"
+    # The task instances the scheduler's own rule counts for the run's state: the last stage only.
+    from airflow.models.dagrun import DagRun
+
+    tis = [_TaskInstance(t.task_id, "failed") for t in dag.tasks]
+    counted = DagRun._tis_for_dagrun_state(None, dag=dag, tis=tis)
+    assert {ti.task_id for ti in counted} == {"etl_to_gold"}
 
 
 def test_waits_are_deferrable_and_end_in_the_triggerer(dag):
