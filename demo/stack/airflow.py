@@ -21,7 +21,8 @@ STREAMING_SECONDS = 20
 
 
 DEMO_POLICY = {
-    "preflight": {"retries": 0},
+    # One retry, as production has retries: a service fault is retried, a configuration problem is not.
+    "preflight": {"retries": 1, "retry_delay_s": 2, "max_retry_delay_s": 5},
     "producer": {"retries": 1, "retry_delay_s": 3, "max_retry_delay_s": 10},
     "streaming_to_silver": {"retries": 0},
     "batch_to_bronze": {"retries": 1, "retry_delay_s": 5, "max_retry_delay_s": 10},
@@ -65,6 +66,7 @@ def demo_variables() -> dict[str, str]:
         "tripclick_spark_apps_dir": str(config.spark_apps_dir()),
         "tripclick_spark_jobs": json.dumps(jobs),
         "tripclick_spark_conf": json.dumps({"spark.ui.enabled": "false", "spark.sql.shuffle.partitions": "2"}),
+        "tripclick_spark_master_ui_port": str(config.PORTS["spark_master_ui"]),
         "tripclick_spark_driver_host": config.HOST,
         "tripclick_spark_driver_port": str(config.PORTS["spark_driver"]),
         "tripclick_spark_blockmanager_port": str(config.PORTS["spark_blockmanager"]),
