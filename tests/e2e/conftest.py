@@ -48,7 +48,9 @@ def stack():
         print(r.stdout)
         if r.returncode:
             pytest.fail(f"the demo stack did not come up:\n{r.stdout}\n{r.stderr}")
-        yield helpers.Stack()
+        stack = helpers.Stack()
+        stack.forget_stored_variables()
+        yield stack
     finally:
         down = subprocess.run(
             [sys.executable, "-m", "demo.stack", "down"],

@@ -6,6 +6,7 @@ import json
 import shutil
 import subprocess
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
@@ -23,6 +24,8 @@ DAG_ID = config.DAG_ID
 EVENTS = 2000
 RUN_TIMEOUT = 900  # bounded wait for one run; the run itself takes a few minutes here
 STAGES = ("preflight", "producer_server0", "producer_server1", "streaming_to_silver", "batch_to_bronze", "etl_to_gold")
+# The last line of a failure alert for a configuration problem (a missing Connection, a malformed Variable).
+NOT_RETRIED = "not retried: configuration problem; fix it, then clear the task"
 
 
 @dataclass
@@ -57,6 +60,12 @@ class Stack:
                 if cur.fetchone()[0] is not None:
                     cur.execute(f"DELETE FROM {table} WHERE event_date = %s", (day,))  # noqa: S608
 
+        # Containers a failed producer left behind in an earlier session (they are kept for inspection).
+        for server in config.DOCKER_SERVERS:
+            if self.docker(server).pid():
+                for container in self.containers_for_day(server, day):
+                    container.remove(force=True)
+
     def generate(self, day: str) -> dict:
         return write_day(
             date.fromisoformat(day), generate_day(date.fromisoformat(day), EVENTS, seed=7), config.state("servers")
@@ -70,6 +79,58 @@ class Stack:
         result = self.airflow.watch(DAG_ID, run_id, timeout=RUN_TIMEOUT)
         tasks = {ti["task_id"]: ti for ti in self.airflow.tasks(DAG_ID, run_id)}
         return Run(day, run_id, result["state"], started, tasks)
+
+    def tries(self, run: Run, task_id: str) -> list[dict]:
+        """The task's tries in this run (a rerun of a date clears it, so earlier tries stay in its history)."""
+        return [
+            t
+            for t in self.airflow.tries(DAG_ID, run.run_id, task_id)
+            if t["start_date"] and api.parse_time(t["start_date"]).timestamp() >= run.started
+        ]
+
+    @contextmanager
+    def variables(self, **values: str):
+        """Store Variables in the metadata database for the runs inside the block (through the REST API, as an
+        operator would in the UI). Only Variables the stack does not set in the environment can be changed so:
+        an AIRFLOW_VAR_* environment variable wins over the database."""
+        env = stack_airflow.env()
+        for key in values:
+            assert f"AIRFLOW_VAR_{key.upper()}" not in env, f"{key} is set in the environment; the database loses"
+        try:
+            for key, value in values.items():
+                self.delete_variable(key)
+                self.airflow.call("POST", "/variables", {"key": key, "value": value})
+            yield
+        finally:
+            for key in values:
+                self.delete_variable(key)
+
+    def delete_variable(self, key: str) -> None:
+        try:
+            self.airflow.call("DELETE", f"/variables/{key}")
+        except api.ApiError as exc:
+            if "HTTP 404" not in str(exc):
+                raise
+
+    def forget_stored_variables(self) -> None:
+        """The demo's configuration is environment only: drop tripclick_* Variables an interrupted session left
+        in the database."""
+        stored = self.airflow.call("GET", "/variables", params={"limit": 100})["variables"]
+        for var in stored:
+            if var["key"].startswith("tripclick_"):
+                self.delete_variable(var["key"])
+
+    def wait_no_alive_spark_worker(self, timeout: float = 90) -> list[dict]:
+        """Wait until the master no longer lists an ALIVE worker (it notices a stopped worker by itself)."""
+        master = SparkMaster()
+        deadline = time.monotonic() + timeout
+        while True:
+            workers = master.master_json().get("workers", [])
+            if not [w for w in workers if w.get("state") == "ALIVE"]:
+                return workers
+            if time.monotonic() > deadline:
+                raise AssertionError(f"the Spark master still lists an ALIVE worker after {timeout:.0f}s: {workers}")
+            time.sleep(1)
 
     def dags_test(self, day: str, *, unset: tuple[str, ...] = (), extra_env: dict | None = None):
         """`airflow dags test` in its own process with a changed environment (what a task pod would see with
@@ -105,8 +166,10 @@ class Stack:
     def container_events(self, server: str, since: float) -> list[dict]:
         client = self.docker(server).client()
         try:
+            # Sub-second bounds ("seconds.fraction"): a whole-second `since` would also return what happened just
+            # before the test's start, e.g. reset_day removing an earlier session's containers.
             events = client.events(
-                since=int(since), until=int(time.time()) + 1, decode=True, filters={"type": "container"}
+                since=f"{since:.6f}", until=f"{time.time() + 1:.6f}", decode=True, filters={"type": "container"}
             )
             return [
                 {"action": e.get("Action") or e.get("status"), **(e.get("Actor", {}).get("Attributes") or {})}
@@ -146,6 +209,36 @@ def marts_snapshot(day: str) -> dict[str, list[tuple]]:
 
 def slack_texts(since: float) -> list[str]:
     return [m["payload"].get("text") or json.dumps(m["payload"].get("blocks")) for m in api.slack_messages(since)]
+
+
+def summaries(since: float, day: str) -> list[str]:
+    """The day's summaries (notify_completion), good or bad, received since `since`."""
+    heads = (f":large_green_circle: *{DAG_ID}* finished for {day}", f":red_circle: *{DAG_ID}* did not finish for {day}")
+    return [t for t in slack_texts(since) if t.splitlines()[0].startswith(heads)]
+
+
+def summary_groups(text: str, day: str) -> dict[str, set[str]]:
+    """{group: stages} of a bad day's first line (`... did not finish for <day>: failed: a, b; not run: c`)."""
+    head = text.splitlines()[0]
+    prefix = f":red_circle: *{DAG_ID}* did not finish for {day}: "
+    assert head.startswith(prefix), head
+    out: dict[str, set[str]] = {}
+    for group in head[len(prefix) :].split("; "):
+        label, _, stages = group.partition(": ")
+        assert label not in out and stages, head
+        out[label] = set(stages.split(", "))
+        assert len(out[label]) == len(stages.split(", ")), head
+    return out
+
+
+def summary_states(text: str) -> dict[str, str]:
+    """{stage: state} of the summary's stage lines (`- <stage>: <state>, started <when>, took <duration>`)."""
+    states = {}
+    for line in text.splitlines()[1:]:
+        assert line.startswith("- ") and ", started " in line and ", took " in line, line
+        stage, _, rest = line[2:].partition(": ")
+        states[stage] = rest.split(", started ")[0]
+    return states
 
 
 def assert_nothing_downstream(day: str) -> None:
