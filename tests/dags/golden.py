@@ -1,4 +1,8 @@
-"""Golden-file comparison: `REBUILD_FIXTURES=1 make test` rewrites the files instead of comparing."""
+"""Golden-file comparison: `REBUILD_FIXTURES=1 make test-dags` rewrites the files instead of comparing.
+
+A rewrite is not a pass: each rewritten file fails its test with a reminder to review the diff and
+run again without REBUILD_FIXTURES.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +10,8 @@ import json
 import os
 from pathlib import Path
 from typing import Any
+
+import pytest
 
 GOLDEN_DIR = Path(__file__).parent / "golden"
 
@@ -19,8 +25,10 @@ def assert_matches_golden(name: str, data: Any) -> None:
     text = json.dumps(data, indent=2, sort_keys=True) + "\n"
     if rebuilding():
         path.parent.mkdir(parents=True, exist_ok=True)
+        before = path.read_text() if path.exists() else None
         path.write_text(text)
-        return
+        change = "unchanged" if before == text else "rewritten"
+        pytest.fail(f"REBUILD_FIXTURES=1: {path.name} {change}; review `git diff {path}` and run again without it")
     assert path.exists(), f"golden file {path} is missing: run `REBUILD_FIXTURES=1 make test-dags` and review it"
     expected = path.read_text()
     assert text == expected, (

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+from datetime import timedelta
 
 import pytest
 
@@ -123,10 +124,25 @@ def test_bad_task_policy_fails_the_parse_with_its_message(monkeypatch, policy, e
 
 
 def test_task_policy_override_reaches_the_operators(monkeypatch):
-    from tripclick.policy import load_policy
+    """The DAG parsed again with an override: the operators carry it, other stages keep their defaults."""
+    from airflow.dag_processing.dagbag import BundleDagBag
 
-    monkeypatch.setenv("AIRFLOW_VAR_TRIPCLICK_TASK_POLICY", '{"producer": {"retries": 4, "timeout_s": 7200}}')
-    policy = load_policy()
-    assert policy["producer"].retries == 4
-    assert policy["producer"].execution_timeout.total_seconds() == 7200
-    assert policy["etl_to_gold"].retries == 2
+    from tests.conftest import DAGS
+
+    override = '{"producer": {"retries": 4, "timeout_s": 7200}, "offsets": {"etl_to_gold_s": 14400}}'
+    monkeypatch.setenv("AIRFLOW_VAR_TRIPCLICK_TASK_POLICY", override)
+    dag = BundleDagBag(dag_folder=str(DAGS), bundle_path=DAGS).dags["tripclick_daily_pipeline"]
+    for task_id in ("producer_server0", "producer_server1"):
+        task = dag.get_task(task_id)
+        assert (task.retries, task.execution_timeout) == (4, timedelta(hours=2)), task_id
+    assert dag.get_task("etl_to_gold").retries == 2
+    assert "seconds=14400" in dag.get_task("wait_for_etl_to_gold_window").target_time
+
+
+def test_every_configuration_error_fails_without_retries():
+    """A retry cannot fix configuration: the task runner fails an AirflowFailException at once."""
+    from airflow.sdk.exceptions import AirflowFailException
+
+    from tripclick.config import ConfigError
+
+    assert issubclass(ConfigError, AirflowFailException)

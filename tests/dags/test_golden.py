@@ -7,6 +7,7 @@ import copy
 import pytest
 
 from tests.dags.conftest import make_context
+from tests.dags.docker_api import RecordingDockerDaemon
 from tests.dags.golden import assert_matches_golden
 
 LANDING = {
@@ -24,21 +25,29 @@ def _bound(dag, task_id):
     return task
 
 
-def container_spec(task, tls_dir) -> dict:
-    """What the Docker daemon is asked to run, as DockerOperator will send it."""
-    tls = [task.tls_ca_cert, task.tls_client_cert, task.tls_client_key]
+def container_request(dag, task_id, tmp_path, monkeypatch) -> dict:
+    """What the Docker provider sends to the daemon to create the producer container, over mutual TLS."""
+    from docker.errors import APIError
+
+    server = task_id.removeprefix("producer_")
+    # requests would otherwise trust this machine's CA bundle instead of the daemon's CA (as in production).
+    for name in ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE"):
+        monkeypatch.delenv(name, raising=False)
+    with RecordingDockerDaemon(tmp_path / "docker") as daemon:
+        monkeypatch.setenv(f"AIRFLOW_CONN_DOCKER_{server.upper()}", daemon.url)
+        monkeypatch.setenv("AIRFLOW_VAR_TRIPCLICK_DOCKER_TLS_DIR", str(daemon.client_dir))
+        task = _bound(dag, task_id)
+        with pytest.raises(APIError, match="recorded by the golden test"):
+            task.execute(make_context(task))
+    (create,) = daemon.created
+    # Only the parts that vary from run to run are replaced: the API version prefix stays, so a
+    # docker-py upgrade that changes it shows up in the diff.
     return {
-        "docker_url": task.docker_url,
-        "tls_verify": task.tls_verify,
-        "tls": [path.replace(str(tls_dir), "<TLS_DIR>") if path else None for path in tls],
-        "image": task.image,
-        "command": task.command,
-        "environment": task.environment,
-        "mounts": task.mounts,
-        "labels": task.labels,
-        "container_name": task.container_name,
-        "auto_remove": task.auto_remove,
-        "mount_tmp_dir": task.mount_tmp_dir,
+        "daemon": task.docker_url.replace(daemon.url, "tcp://<daemon>"),
+        "calls": [f"{r['method']} {r['path']}" for r in daemon.requests],
+        "client_certificate_cn": create["client_certificate_cn"],
+        "query": create["query"],
+        "body": create["body"],
     }
 
 
@@ -48,14 +57,16 @@ def spark_submit_command(task) -> list[str]:
 
 
 @pytest.mark.parametrize("server", ["server0", "server1"])
-def test_producer_container_kafka(dag, tls_dir, server):
-    assert_matches_golden(f"producer_{server}.kafka.json", container_spec(_bound(dag, f"producer_{server}"), tls_dir))
+def test_producer_container_kafka(dag, server, tmp_path, monkeypatch):
+    request = container_request(dag, f"producer_{server}", tmp_path, monkeypatch)
+    assert_matches_golden(f"producer_{server}.kafka.json", request)
 
 
-def test_producer_container_landing(dag, tls_dir, monkeypatch):
+def test_producer_container_landing(dag, tmp_path, monkeypatch):
     for key, value in LANDING.items():
         monkeypatch.setenv(key, value)
-    assert_matches_golden("producer_server0.landing.json", container_spec(_bound(dag, "producer_server0"), tls_dir))
+    request = container_request(dag, "producer_server0", tmp_path, monkeypatch)
+    assert_matches_golden("producer_server0.landing.json", request)
 
 
 @pytest.mark.parametrize("job", ["streaming_to_silver", "batch_to_bronze", "etl_to_gold"])
@@ -84,3 +95,17 @@ def test_plain_tcp_only_when_allowed_and_then_warns(dag, monkeypatch, caplog):
     assert task.tls_ca_cert is None and task.tls_client_cert is None
     assert task.docker_url == "tcp://server1.tripclick.invalid:2376"
     assert "PLAIN TCP" in caplog.text
+
+
+def test_rebuilding_a_golden_file_is_reported_as_a_failure(tmp_path, monkeypatch):
+    from tests.dags import golden
+
+    monkeypatch.setattr(golden, "GOLDEN_DIR", tmp_path)
+    monkeypatch.setenv("REBUILD_FIXTURES", "1")
+    with pytest.raises(pytest.fail.Exception, match="example.json rewritten; review"):
+        golden.assert_matches_golden("example.json", {"a": 1})
+    assert (tmp_path / "example.json").read_text() == '{\n  "a": 1\n}\n'
+    monkeypatch.delenv("REBUILD_FIXTURES")
+    golden.assert_matches_golden("example.json", {"a": 1})
+    with pytest.raises(AssertionError, match="example.json differs from its golden file"):
+        golden.assert_matches_golden("example.json", {"a": 2})

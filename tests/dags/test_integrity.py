@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import ast
+import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 from tests.conftest import DAGS, REPO
 from tests.dags.dev_config import DEV_ENV
@@ -24,9 +27,24 @@ def test_each_dag_file_is_named_after_its_dag(dagbag):
         assert dag.fileloc.endswith(f"/{dag_id}.py")
 
 
-def test_helper_package_is_ignored_by_the_dag_processor():
-    ignored = (DAGS / ".airflowignore").read_text().split()
-    assert "tripclick/" in ignored
+def test_the_parser_reads_only_the_dag_files(dagbag):
+    """What the parser actually visited: the DAG file, never the helper package."""
+    parsed = {Path(stat.file).as_posix() for stat in dagbag.dagbag_stats}
+    assert parsed == {"tripclick_daily_pipeline.py"}
+
+
+def test_without_airflowignore_the_helper_package_would_be_parsed(tmp_path):
+    """The ignore file is what keeps the helpers out: the same folder without it lists them."""
+    from airflow.utils.file import list_py_file_paths
+
+    def listed(folder: Path) -> set[str]:
+        return {Path(p).relative_to(folder).as_posix() for p in list_py_file_paths(str(folder))}
+
+    copy = tmp_path / "dags"
+    shutil.copytree(DAGS, copy, ignore=shutil.ignore_patterns("__pycache__"))
+    assert listed(copy) == {"tripclick_daily_pipeline.py"}
+    (copy / ".airflowignore").unlink()
+    assert {"tripclick/config.py", "tripclick/notify.py"} <= listed(copy)
 
 
 def test_parsing_needs_no_database_and_no_network():
@@ -50,9 +68,38 @@ def test_parsing_needs_no_database_and_no_network():
     assert "['tripclick_daily_pipeline']" in result.stdout
 
 
-def test_no_dag_file_imports_another_dag():
-    dag_modules = {path.stem for path in DAGS.glob("*.py")}
-    for path in DAGS.glob("*.py"):
-        source = path.read_text()
-        for other in dag_modules - {path.stem}:
-            assert f"import {other}" not in source and f"from {other}" not in source, (path.name, other)
+def imports_of_other_dags(folder: Path) -> list[tuple[str, str]]:
+    """(importing file, imported DAG module) for every import of a DAG file's module inside ``folder``."""
+    dag_modules = {path.stem for path in folder.glob("*.py")}
+    found = []
+    for path in sorted(folder.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                names = [node.module]
+            else:
+                continue
+            for name in names:
+                top = name.split(".")[0]
+                if top in dag_modules and top != path.stem:
+                    found.append((path.relative_to(folder).as_posix(), top))
+    return found
+
+
+def test_no_dag_file_or_helper_imports_a_dag():
+    assert imports_of_other_dags(DAGS) == []
+
+
+def test_a_dag_importing_another_dag_is_caught(tmp_path):
+    """The check above on a folder that breaks the rule, from a DAG file and from a helper module."""
+    shutil.copytree(DAGS, tmp_path / "dags", ignore=shutil.ignore_patterns("__pycache__"))
+    folder = tmp_path / "dags"
+    (folder / "tripclick_weekly_report.py").write_text(
+        "from tripclick_daily_pipeline import DOC_MD\nimport tripclick.config\n"
+    )
+    (folder / "tripclick" / "extra.py").write_text("import tripclick_daily_pipeline as daily\n")
+    assert imports_of_other_dags(folder) == [
+        ("tripclick/extra.py", "tripclick_daily_pipeline"),
+        ("tripclick_weekly_report.py", "tripclick_daily_pipeline"),
+    ]

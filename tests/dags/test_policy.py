@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 from datetime import timedelta
 
@@ -37,13 +38,50 @@ def test_every_dag_is_documented_owned_and_tagged(dags):
             assert task.owner and task.owner != "airflow", (dag.dag_id, task.task_id)
 
 
-def test_every_task_has_retries_timeout_and_failure_alert(dags):
-    for dag in dags:
-        for task in dag.tasks:
-            assert task.retries is not None, task.task_id
-            assert isinstance(task.execution_timeout, timedelta), task.task_id
-            assert task.execution_timeout > timedelta(0), task.task_id
-            assert task.on_failure_callback, task.task_id
+# The policy stage each task takes its retries and timeout from.
+STAGE_OF_TASK = {
+    "preflight": "preflight",
+    "producer_server0": "producer",
+    "producer_server1": "producer",
+    "streaming_to_silver": "streaming_to_silver",
+    "batch_to_bronze": "batch_to_bronze",
+    "etl_to_gold": "etl_to_gold",
+    "wait_for_batch_to_bronze_window": "wait",
+    "wait_for_etl_to_gold_window": "wait",
+    "notify_completion": "notify",
+}
+# Tasks that talk to a remote service, where a transient fault (a daemon restarting) must be retried.
+REMOTE_TASKS = {"preflight", "producer_server0", "producer_server1", "streaming_to_silver", "batch_to_bronze"}
+REMOTE_TASKS |= {"etl_to_gold"}
+
+
+def test_every_task_follows_its_policy_stage_with_the_variable_unset(dag):
+    """Production parses with no tripclick_task_policy Variable: every task gets its stage's defaults."""
+    from tripclick.policy import DEFAULT_POLICY
+
+    assert "AIRFLOW_VAR_TRIPCLICK_TASK_POLICY" not in os.environ
+    assert {task.task_id for task in dag.tasks} == set(STAGE_OF_TASK)
+    for task in dag.tasks:
+        stage = DEFAULT_POLICY[STAGE_OF_TASK[task.task_id]]
+        assert task.retries == stage["retries"], task.task_id
+        assert task.execution_timeout == timedelta(seconds=stage["timeout_s"]), task.task_id
+        if task.retries:
+            assert task.retry_delay == timedelta(seconds=stage["retry_delay_s"]), task.task_id
+            assert task.retry_exponential_backoff, task.task_id
+
+
+def test_tasks_that_talk_to_remote_services_are_retried(dag):
+    for task_id in REMOTE_TASKS:
+        assert dag.get_task(task_id).retries >= 1, task_id
+
+
+def test_every_task_alerts_on_failure(dag):
+    from tripclick.notify import alert_failure
+
+    for task in dag.tasks:
+        callbacks = task.on_failure_callback
+        callbacks = callbacks if isinstance(callbacks, list) else [callbacks]
+        assert alert_failure in callbacks, task.task_id
 
 
 def test_only_operators_we_chose(dags):
