@@ -8,7 +8,7 @@ Variables just before it executes, so parsing needs neither.
 from __future__ import annotations
 
 import logging
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
 
 from tripclick import config
@@ -39,9 +39,6 @@ class ContainerSpec:
     environment: dict[str, str]
     mounts: list[dict[str, Any]]
     labels: dict[str, str] = field(default_factory=dict)
-
-    def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 def _bind_mount(source: str, target: str, read_only: bool) -> dict[str, Any]:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import copy
 import logging
 import os
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
 
 from tripclick import config
@@ -75,9 +75,6 @@ class SparkJobSpec:
     conf: dict[str, str]
     packages: str | None
 
-    def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
 
 def _job_settings(job: str, overrides: dict[str, Any], problems: list[str]) -> dict[str, Any]:
     settings = copy.deepcopy(DEFAULT_JOBS[job])
@@ -125,11 +122,11 @@ def spark_job(job: str, day: str, values: dict[str, Any], problems: list[str], i
             args += ["--source", "landing", "--landing-path", landing or ""]
     args += [str(arg) for arg in settings["extra_args"]]
 
-    for name in ("tripclick_spark_conf",):
-        bad = {k: v for k, v in values[name].items() if not isinstance(v, (str, int, float)) or isinstance(v, bool)}
-        if bad:
-            problems.append(f"Variable {name!r}: values must be strings or numbers, got {bad}")
-    conf = {key: str(value) for key, value in values["tripclick_spark_conf"].items()}
+    common_conf = values["tripclick_spark_conf"]
+    bad = {k: v for k, v in common_conf.items() if not isinstance(v, (str, int, float)) or isinstance(v, bool)}
+    if bad:
+        problems.append(f"Variable 'tripclick_spark_conf': values must be strings or numbers, got {bad}")
+    conf = {key: str(value) for key, value in common_conf.items()}
     conf.update({key: str(value) for key, value in settings["conf"].items()})
     conf.update(
         {

@@ -146,3 +146,9 @@ def test_every_configuration_error_fails_without_retries():
     from tripclick.config import ConfigError
 
     assert issubclass(ConfigError, AirflowFailException)
+
+
+def test_spark_conf_values_must_be_strings_or_numbers(dag, monkeypatch):
+    monkeypatch.setenv("AIRFLOW_VAR_TRIPCLICK_SPARK_CONF", '{"spark.sql.shuffle.partitions": 8, "spark.jars": ["a"]}')
+    message = _problems(dag, "batch_to_bronze")
+    assert "Variable 'tripclick_spark_conf': values must be strings or numbers, got {'spark.jars': ['a']}" in message
