@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from tripclick import config
-from tripclick.run_context import event_date
+from tripclick.run_context import event_date, show_in_ui
 
 log = logging.getLogger(__name__)
 
@@ -120,4 +120,5 @@ def bind_producer(server: str, context: Any) -> None:
     ti = context["ti"]
     # The try number keeps a failed attempt's container (kept for inspection) from blocking the retry.
     task.container_name = f"tripclick-producer-{server}-{day}-try{ti.try_number}"
+    show_in_ui(task, extra_fields=("docker_url",))
     log.info("Producer %s: %s on %s, command %s", server, spec.image, endpoint.url, " ".join(spec.command))

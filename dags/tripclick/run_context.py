@@ -24,3 +24,14 @@ def wait_target_template(offset_seconds: int) -> str:
         "{{ ((dag_run.logical_date or dag_run.run_after)"
         f" + macros.timedelta(seconds={offset_seconds})).isoformat() }}}}"
     )
+
+
+def show_in_ui(task: Any, extra_fields: tuple[str, ...] = ()) -> None:
+    """Let the UI's rendered view show what the task really runs, as a pre_execute hook filled it in.
+
+    Airflow records the rendered template fields before pre_execute; the flag makes it record them
+    again when the task ends, whatever its state. ``extra_fields`` adds attributes the provider does
+    not template (the Docker daemon's URL) to that record only.
+    """
+    task.template_fields = (*type(task).template_fields, *extra_fields)
+    task.overwrite_rtif_after_execution = True

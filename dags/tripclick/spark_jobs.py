@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from tripclick import config
-from tripclick.run_context import event_date
+from tripclick.run_context import event_date, show_in_ui
 
 log = logging.getLogger(__name__)
 
@@ -166,4 +166,5 @@ def bind_spark_job(job: str, context: Any) -> None:
     task.application_args = spec.application_args
     task.conf = spec.conf
     task.packages = spec.packages
+    show_in_ui(task)
     log.info("Spark job %s: %s %s", job, spec.application, " ".join(spec.application_args))

@@ -109,3 +109,27 @@ def test_rebuilding_a_golden_file_is_reported_as_a_failure(tmp_path, monkeypatch
     golden.assert_matches_golden("example.json", {"a": 1})
     with pytest.raises(AssertionError, match="example.json differs from its golden file"):
         golden.assert_matches_golden("example.json", {"a": 2})
+
+
+def test_the_ui_records_what_a_producer_really_ran(dag, tls_dir):
+    """The fields Airflow sends to the UI when the task ends (its own serializer), after binding."""
+    from airflow.sdk.execution_time.task_runner import _serialize_rendered_fields
+
+    task = _bound(dag, "producer_server1")
+    assert task.overwrite_rtif_after_execution is True
+    shown = _serialize_rendered_fields(task)
+    assert shown["image"] == "tripclick-producer:1.0.0"
+    assert shown["command"][:2] == ["--file", "/app/data/date=2020-10-01/events.json"]
+    assert shown["environment"] == {"KAFKA_BROKERS": "kafka-0.tripclick.invalid:9092,kafka-1.tripclick.invalid:9092"}
+    assert shown["docker_url"] == "tcp://server1.tripclick.invalid:2376"
+    assert shown["container_name"] == "tripclick-producer-server1-2020-10-01-try1"
+
+
+def test_the_ui_records_what_a_spark_job_really_ran(dag):
+    from airflow.sdk.execution_time.task_runner import _serialize_rendered_fields
+
+    shown = _serialize_rendered_fields(_bound(dag, "etl_to_gold"))
+    assert shown["application"] == "/opt/tripclick/spark/etl_to_gold.py"
+    assert shown["application_args"][:2] == ["--date", "2020-10-01"]
+    assert shown["conf"]["spark.cores.max"] == "2"
+    assert shown["name"] == "tripclick-etl_to_gold-2020-10-01"
