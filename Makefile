@@ -30,13 +30,6 @@ lint: $(STAMP) ## Lint Python code with ruff (Airflow rules included)
 test-dags: $(STAMP) ## DAG layer: integrity, policy, structure, golden files, bad configuration
 	$(PY) -m pytest tests/dags
 
-# Every layer `make test` runs, fastest first; CHECK_LAYERS are linters (passed or failed, no test counts).
-TEST_LAYERS := lint test-dags test-chart test-kind lint-image test-image test-e2e
-CHECK_LAYERS := lint lint-image
-TEST_RESULTS := .state/test-results
-
-# Every layer runs even after one fails, so the summary is complete; tests/conftest.py writes each pytest
-# session's counts and skip reasons under TEST_RESULTS, and the summary's exit code is make's.
 # The clock moved years ahead: a test that depends on today's date fails here.
 FUTURE_CLOCK ?= +5y
 
@@ -45,6 +38,13 @@ test-dags-future: $(STAMP) ## DAG layer again under faketime, the clock $(FUTURE
 	@command -v faketime >/dev/null || { echo "faketime is missing: run 'make system-deps'" >&2; exit 1; }
 	faketime -f '$(FUTURE_CLOCK)' $(PY) -m pytest tests/dags
 
+# Every layer `make test` runs, fastest first; CHECK_LAYERS are linters (passed or failed, no test counts).
+TEST_LAYERS := lint test-dags test-dags-future test-chart test-kind lint-image test-image test-e2e
+CHECK_LAYERS := lint lint-image
+TEST_RESULTS := .state/test-results
+
+# Every layer runs even after one fails, so the summary is complete; tests/conftest.py writes each pytest
+# session's counts and skip reasons under TEST_RESULTS, and the summary's exit code is make's.
 .PHONY: test
 test: $(STAMP) ## Run every test layer, fastest first, then one line per layer: passed, failed, skipped and why
 	@rm -rf $(TEST_RESULTS) && mkdir -p $(TEST_RESULTS)
