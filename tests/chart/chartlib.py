@@ -14,6 +14,7 @@ from __future__ import annotations
 import copy
 import os
 import shutil
+import tarfile
 from pathlib import Path
 from typing import Any
 
@@ -97,6 +98,17 @@ def official_chart_source() -> tuple[Path | None, str]:
         f"official Airflow chart {OFFICIAL_VERSION} source not found: set {SOURCE_ENV}=<chart dir> "
         "or run `helm dependency build chart` (fills chart/charts/)"
     )
+
+
+def official_file(official: Path, name: str) -> Any:
+    """A YAML file of the official chart (Chart.yaml, Chart.lock, ...), from its folder or its packaged .tgz."""
+    if official.is_dir():
+        return load_yaml(official / name)
+    with tarfile.open(official) as packaged:
+        member = packaged.extractfile(f"airflow/{name}")
+        if member is None:
+            raise FileNotFoundError(f"{official} has no airflow/{name}")
+        return yaml.load(member, Loader=_UniqueKeyLoader)  # noqa: S506 - SafeLoader subclass
 
 
 def assemble(workdir: Path, official: Path | None) -> Path:

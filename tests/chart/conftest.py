@@ -52,8 +52,6 @@ def wrapper_renders(wrapper_chart) -> dict[str, dict[str, str]]:
 @pytest.fixture(scope="session")
 def pipeline_dag(full_renders):
     """The DAG parsed with the Variables the production overlay renders (ConfigMap data as env)."""
-    if not (chartlib.REPO / "dags" / "tripclick" / "pod_overrides.py").is_file():
-        pytest.skip("dags/tripclick/pod_overrides.py not present")
     from tests.dags.dev_config import DEV_ENV
 
     objs = chartlib.objects(full_renders["base+k3s-ec2"])

@@ -19,11 +19,14 @@ import re
 import pytest
 
 from tests.chart import chartlib
+from tripclick.policy import POLICY_VARIABLE, merge_policy
 
 BUDGET_CPU_M = 1800
 BUDGET_MEM_MI = 7 * 1024
 PEAK_TASKS = (("producer_server0", "producer"), ("producer_server1", "producer"))
 PEAK_TASKS += (("streaming_to_silver", "streaming_to_silver"),)
+# A producer pod whose limit alone takes the memory the node has left.
+BIG_POD = {"requests": {"cpu": "100m", "memory": "512Mi"}, "limits": {"cpu": "500m", "memory": "4Gi"}}
 
 
 def cpu_m(quantity) -> int:
@@ -106,15 +109,13 @@ def modelled_control_plane(values: dict) -> dict[str, tuple[int, int, int, int]]
     return rows
 
 
-def peak_task_pods(template_resources: dict, git_resources: dict) -> dict[str, tuple[int, int, int, int]]:
-    try:
-        from tripclick.policy import DEFAULT_POLICY
-    except ImportError:  # pragma: no cover - only before the DAG's policy module exists
-        DEFAULT_POLICY = {}  # noqa: N806
+def peak_task_pods(values: dict, git_resources: dict) -> dict[str, tuple[int, int, int, int]]:
+    """The task pods running at 15:00, each sized by its stage of the task policy the overlays give the DAG
+    (its pod override replaces the pod template's resources), plus the git-sync init container."""
+    policy = merge_policy(values["tripclick"]["variables"].get(POLICY_VARIABLE) or {})
     rows = {}
     for task_id, stage in PEAK_TASKS:
-        task = DEFAULT_POLICY.get(stage, {}).get("pod", template_resources)
-        rows[f"task: {task_id}"] = (1, *pod_request([task], [git_resources]))
+        rows[f"task: {task_id}"] = (1, *pod_request([policy[stage].pod], [git_resources]))
     return rows
 
 
@@ -138,10 +139,11 @@ def production_values() -> dict:
     return chartlib.overlay_values(chartlib.OVERLAYS["base+k3s-ec2"])
 
 
-def _check(rows, capsys, title):
+def _check(rows, capsys=None, title=""):
     table, cpu, mem = _table(rows)
-    with capsys.disabled():
-        print(f"\n{title}\n{table}")
+    if capsys is not None:
+        with capsys.disabled():
+            print(f"\n{title}\n{table}")
     assert cpu <= BUDGET_CPU_M, f"CPU requests {cpu}m exceed {BUDGET_CPU_M}m\n{table}"
     assert mem <= BUDGET_MEM_MI, f"memory requests {mem}Mi exceed {BUDGET_MEM_MI}Mi\n{table}"
     # Memory is not compressible: if every pod used its limit at once, the node must still not
@@ -151,9 +153,8 @@ def _check(rows, capsys, title):
 
 
 def test_peak_fits_the_node_from_the_overlays(production_values, capsys):
-    workers = production_values["airflow"]["workers"]["kubernetes"]["resources"]
     git = production_values["airflow"]["dags"]["gitSync"]["resources"]
-    rows = modelled_control_plane(production_values) | peak_task_pods(workers, git)
+    rows = modelled_control_plane(production_values) | peak_task_pods(production_values, git)
     _check(rows, capsys, "budget at 15:00, base+k3s-ec2 (model from the overlays)")
 
 
@@ -162,16 +163,22 @@ def test_peak_fits_the_node_as_rendered(full_renders, production_values, capsys)
     rendered = rendered_control_plane(objs)
     assert rendered == modelled_control_plane(production_values), "the overlay model drifted from the chart"
     template = chartlib.pod_template(objs)["spec"]
-    base = next(c for c in template["containers"] if c["name"] == "base")
-    rows = rendered | peak_task_pods(base["resources"], template["initContainers"][0]["resources"])
+    (git,) = [c["resources"] for c in template["initContainers"] if c["name"] == "git-sync-init"]
+    rows = rendered | peak_task_pods(production_values, git)
     _check(rows, capsys, "budget at 15:00, base+k3s-ec2 (full render)")
 
 
-def test_the_budget_check_catches_an_oversized_overlay(production_values):
-    bigger = chartlib.deep_merge(
-        production_values, {"airflow": {"scheduler": {"resources": {"requests": {"memory": "5Gi"}}}}}
-    )
-    workers = bigger["airflow"]["workers"]["kubernetes"]["resources"]
+@pytest.mark.parametrize(
+    ("patch", "message"),
+    [
+        ({"airflow": {"scheduler": {"resources": {"requests": {"memory": "5Gi"}}}}}, "memory requests"),
+        ({"airflow": {"apiServer": {"resources": {"requests": {"cpu": "1500m"}}}}}, "CPU requests"),
+        ({"tripclick": {"variables": {POLICY_VARIABLE: {"producer": {"pod": BIG_POD}}}}}, "memory limits"),
+    ],
+    ids=["scheduler memory request", "api-server cpu request", "producer pod limit"],
+)
+def test_the_budget_check_catches_an_oversized_overlay(production_values, patch, message):
+    bigger = chartlib.deep_merge(production_values, patch)
     git = bigger["airflow"]["dags"]["gitSync"]["resources"]
-    _, _, mem = _table(modelled_control_plane(bigger) | peak_task_pods(workers, git))
-    assert mem > BUDGET_MEM_MI
+    with pytest.raises(AssertionError, match=message):
+        _check(modelled_control_plane(bigger) | peak_task_pods(bigger, git))

@@ -8,6 +8,8 @@ dags/tripclick/pod_overrides.py.
 
 from __future__ import annotations
 
+import json
+
 import jmespath
 import kubernetes_validate
 import pytest
@@ -97,13 +99,19 @@ def test_docker_tasks_see_the_tls_material_once(task_pods):
         assert {"AIRFLOW_CONN_DOCKER_SERVER0", "AIRFLOW_CONN_DOCKER_SERVER1", "AIRFLOW_CONN_SLACK_WEBHOOK"} <= env
 
 
-def test_task_resources_come_from_the_task_policy(task_pods):
-    from tripclick.policy import DEFAULT_POLICY
+def test_task_resources_come_from_the_task_policy(task_pods, full_renders):
+    """Each task pod has its stage's size from the task policy the release gives the DAG, not the template's."""
+    from tripclick.policy import POLICY_VARIABLE, merge_policy
 
+    objs = chartlib.objects(full_renders["base+k3s-ec2"])
+    variables = next(o for o in objs if o["kind"] == "ConfigMap" and o["metadata"]["name"] == "tripclick-variables")
+    policy = merge_policy(json.loads(variables["data"].get(f"AIRFLOW_VAR_{POLICY_VARIABLE.upper()}", "{}")))
+    template = _base(chartlib.pod_template(objs))["resources"]
     stage = {"producer_server0": "producer", "producer_server1": "producer", "preflight": "preflight"}
     stage |= {job: job for job in SPARK_TASKS}
+    assert any(policy[name].pod != template for name in stage.values()), "policy and template must differ somewhere"
     for task_id, name in stage.items():
-        assert _base(task_pods[task_id])["resources"] == DEFAULT_POLICY[name]["pod"], task_id
+        assert _base(task_pods[task_id])["resources"] == policy[name].pod, task_id
     for pod in task_pods.values():
         assert pod["metadata"]["labels"]["component"] == "worker"
         assert pod["metadata"]["labels"]["release"] == "tripclick"

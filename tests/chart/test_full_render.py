@@ -188,16 +188,22 @@ def test_api_server_service_matches_the_port_forward_in_notes(full_renders, comb
 def test_no_secret_value_in_any_rendered_object(full_renders, combo):
     objs = _objs(full_renders, combo)
     assert [o["metadata"]["name"] for o in objs if o["kind"] == "Secret"] == []
-    literal = [
-        f"{o['metadata']['name']}: {e['name']}"
+    env = [
+        (o["metadata"]["name"], e)
         for o in objs + [chartlib.pod_template(objs) | {"metadata": {"name": "pod-template"}}]
         for e in jmespath.search("spec.template.spec.[initContainers, containers][][].env[]", o)
         or jmespath.search("spec.[initContainers, containers][][].env[]", o)
         or []
-        if re.search("AIRFLOW_CONN_|SQL_ALCHEMY_CONN|PASSWORD|SECRET|FERNET|TOKEN|_KEY$", e["name"])
-        and not e["name"].endswith("_FILE")
-        and "value" in e
     ]
+    sensitive = [
+        (name, e)
+        for name, e in env
+        if re.search("AIRFLOW_CONN_|SQL_ALCHEMY_CONN|PASSWORD|SECRET|FERNET|TOKEN|_KEY$", e["name"])
+    ]
+    # The search reaches every workload's env and the task pods' (their connections come from a Secret).
+    assert {name for name, _ in env} >= {"tripclick-scheduler", "tripclick-api-server", "pod-template"}
+    assert {f"AIRFLOW_CONN_{c}" for c in CONNECTIONS} <= {e["name"] for name, e in sensitive if name == "pod-template"}
+    literal = [f"{name}: {e['name']}" for name, e in sensitive if not e["name"].endswith("_FILE") and "value" in e]
     assert literal == []
     text = "\n".join(full_renders[combo].values())
     for leak in ("postgres:postgres@", "admin:admin@", "-----BEGIN", "hooks.slack.com/services/T"):

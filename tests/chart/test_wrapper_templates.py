@@ -14,6 +14,7 @@ import kubernetes_validate
 import pytest
 
 from tests.chart import chartlib
+from tripclick import config
 
 COMBOS = list(chartlib.OVERLAYS)
 
@@ -61,8 +62,10 @@ def test_task_pods_reach_exactly_their_remote_services(wrapper_renders):
     assert sorted(task["policyTypes"]) == ["Egress", "Ingress"]
     docker = [r for r in task["egress"] if r.get("ports") == [{"protocol": "TCP", "port": 2376}]]
     assert jmespath.search("[].to[].ipBlock.cidr", docker) == ["10.20.1.11/32", "10.20.1.12/32"]
-    master = [r for r in task["egress"] if r.get("ports") == [{"protocol": "TCP", "port": 7077}]]
+    # The master: its RPC port, and its web UI, whose /json/ status preflight reads.
+    master = [r for r in task["egress"] if {"protocol": "TCP", "port": 7077} in r.get("ports", [])]
     assert jmespath.search("[].to[].ipBlock.cidr", master) == ["10.20.2.10/32"]
+    assert jmespath.search("[].ports[].port", master) == [7077, 8080]
     # Executors call back to the client-mode driver on its two fixed ports, from the workers only.
     assert jmespath.search("ingress[].ports[].port", task) == [41000, 41001]
     assert jmespath.search("ingress[].from[].ipBlock.cidr", task) == ["10.20.2.0/24"]
@@ -109,6 +112,14 @@ def test_driver_ports_follow_the_variables(wrapper_chart):
     objs = chartlib.objects(_render(wrapper_chart, "base+k3s-ec2", patch))
     task = _by_name(objs, "NetworkPolicy", "tripclick-np-task-pods")["spec"]
     assert jmespath.search("ingress[].ports[].port", task) == [42000, 41001]
+
+
+def test_master_status_port_follows_the_variable(wrapper_chart):
+    patch = {"tripclick": {"variables": {"tripclick_spark_master_ui_port": 18080}}}
+    objs = chartlib.objects(_render(wrapper_chart, "base+k3s-ec2", patch))
+    task = _by_name(objs, "NetworkPolicy", "tripclick-np-task-pods")["spec"]
+    master = [r for r in task["egress"] if {"protocol": "TCP", "port": 7077} in r.get("ports", [])]
+    assert jmespath.search("[].ports[].port", master) == [7077, 18080]
 
 
 def test_variables_become_env_of_every_pod(wrapper_renders):
@@ -190,7 +201,6 @@ def test_plain_tcp_docker_allowed_explicitly_still_warns(wrapper_chart):
 @pytest.mark.parametrize("combo", COMBOS)
 def test_rendered_variables_parse_as_the_dag_reads_them(wrapper_renders, combo):
     """Values -> ConfigMap string -> the DAG's own parser, for every Variable an overlay sets."""
-    config = pytest.importorskip("tripclick.config", reason="dags/tripclick/config.py not importable")
     data = _by_name(chartlib.objects(wrapper_renders[combo]), "ConfigMap", "tripclick-variables")["data"] or {}
     assert data, "the overlays set Variables"
     for key, raw in data.items():
@@ -199,7 +209,6 @@ def test_rendered_variables_parse_as_the_dag_reads_them(wrapper_renders, combo):
 
 
 def test_every_variable_type_survives_rendering(wrapper_chart):
-    config = pytest.importorskip("tripclick.config", reason="dags/tripclick/config.py not importable")
     given = {
         "tripclick_docker_allow_plain_tcp": False,
         "tripclick_spark_blockmanager_port": 41001,
