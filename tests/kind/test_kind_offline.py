@@ -133,13 +133,18 @@ def test_standin_manifests_validate_strictly(version):
 
 
 def test_third_party_images_are_pinned_and_ours_is_the_built_one():
+    ours = theirs = 0
     for obj in standin_objects():
-        for container in obj.get("spec", {}).get("template", {}).get("spec", {}).get("containers", []):
+        spec = chartlib.pod_spec(obj) or {}
+        for container in spec.get("initContainers", []) + spec.get("containers", []):
             image = container["image"]
             if image.startswith("tripclick-airflow:"):
+                ours += 1
                 assert container["imagePullPolicy"] == "Never", "the image comes from `kind load`, not a registry"
             else:
+                theirs += 1
                 assert re.search(r":\d+(\.\d+)+", image), f"{image} is not pinned to a version"
+    assert ours and theirs, "the stand-ins run both the project's image and third-party ones"
 
 
 def test_node_image_is_pinned_by_digest_and_new_enough():
@@ -177,6 +182,7 @@ def test_overlay_lists_keep_every_base_entry(key):
     """Helm replaces lists: the overlay must repeat values/base.yaml's entries, or it silently drops them."""
     base = _get(chartlib.load_yaml(REPO / "values" / "base.yaml"), key)
     ours = _get(chartlib.load_yaml(OVERLAY), key)
+    assert base, f"values/base.yaml sets no {key}: nothing to keep"
     missing = [entry for entry in base if entry not in ours]
     assert not missing, f"{key}: values/base.yaml entries missing from {OVERLAY.name}: {missing}"
 
@@ -267,23 +273,22 @@ def script_steps() -> list[tuple[int, str]]:
 
 def test_steps_are_numbered_in_order_and_each_is_announced():
     steps = script_steps()
+    assert steps, "scripts/kind-test.sh has no `# step N: ...` lines"
     assert [n for n, _ in steps] == list(range(1, len(steps) + 1))
     for n, _ in steps:
         assert re.search(rf'say "step {n}: ', SCRIPT.read_text()), f"step {n} prints no progress line"
 
 
-def readme_steps() -> list[tuple[int, str]] | None:
+def readme_steps() -> list[tuple[int, str]]:
     readme = (REPO / "README.md").read_text()
     section = re.search(r"^#+ Test on Kubernetes locally\s*$(.*?)(?=^#+ |\Z)", readme, re.M | re.S)
-    if section is None:
-        return None
+    assert section, 'README.md has no "Test on Kubernetes locally" section: it documents `make kind-test`'
     return [(int(n), text.strip()) for n, text in re.findall(r"^(\d+)\. (.+)$", section.group(1), re.M)]
 
 
 def test_readme_lists_the_same_steps():
     documented = readme_steps()
-    if documented is None:
-        pytest.skip('README.md has no "Test on Kubernetes locally" section yet')
+    assert documented, "README 'Test on Kubernetes locally' lists no numbered steps"
     assert documented == script_steps(), "README 'Test on Kubernetes locally' and scripts/kind-test.sh disagree"
 
 
