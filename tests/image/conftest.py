@@ -49,10 +49,15 @@ def standin_base(daemon) -> str:
 
 
 @pytest.fixture(scope="session")
-def built_image(daemon, standin_base) -> str:
+def pip_ca() -> standin.PipCa:
+    return standin.throwaway_pip_ca()
+
+
+@pytest.fixture(scope="session")
+def built_image(daemon, standin_base, pip_ca) -> str:
     ref = standin.make_print("image-ref")
     started = time.monotonic()
-    done = standin.make_image(daemon, ref, standin_base)
+    done = standin.make_image(daemon, ref, pip_ca.bundle, standin_base)
     FIGURES["image_build_seconds"] = round(time.monotonic() - started, 1)
     log = standin.STATE / "build.log"
     log.write_text(done.stdout + done.stderr)

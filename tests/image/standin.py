@@ -16,11 +16,13 @@ base root-filesystem tarball, cached under a key made from the recipe below.
 
 from __future__ import annotations
 
+import datetime
 import hashlib
 import json
 import os
 import shutil
 import signal
+import ssl
 import subprocess
 import time
 from dataclasses import dataclass, field
@@ -206,18 +208,109 @@ def base_tarball(state: Path = STATE) -> tuple[Path, float]:
     return tarball, time.monotonic() - started
 
 
-def pip_ca_bundle() -> str | None:
-    """The CA bundle this machine's pip trusts, if it is told one (a TLS-intercepting network)."""
-    if os.environ.get("PIP_CERT"):
-        return os.environ["PIP_CERT"]
-    found = subprocess.run(
-        [str(REPO / ".venv/bin/python"), "-m", "pip", "config", "get", "global.cert"],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    value = found.stdout.strip()
-    return value if found.returncode == 0 and value and Path(value).exists() else None
+def host_ca_bundle() -> Path:
+    """The CA bundle pip trusts on this machine: pip's own setting (PIP_CERT, `pip config` global.cert), else
+    OpenSSL's default file (Debian: /etc/ssl/certs/ca-certificates.crt), else certifi's."""
+    configured = os.environ.get("PIP_CERT")
+    if not configured:
+        found = subprocess.run(
+            [str(REPO / ".venv/bin/python"), "-m", "pip", "config", "get", "global.cert"],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        configured = found.stdout.strip() if found.returncode == 0 else ""
+    candidates = [configured, ssl.get_default_verify_paths().cafile or ""]
+    try:
+        import certifi
+
+        candidates.append(certifi.where())
+    except ImportError:
+        pass
+    for candidate in candidates:
+        if candidate and Path(candidate).is_file():
+            return Path(candidate)
+    raise FileNotFoundError("no CA bundle on this machine: set PIP_CERT or install Debian's ca-certificates")
+
+
+@dataclass(frozen=True)
+class PipCa:
+    """A throwaway CA, passed to the build as the pip_ca secret the way a user behind a TLS-intercepting
+    proxy passes theirs: appended to the CA bundle pip already trusts (pip's PIP_CERT replaces the trust
+    store, so the CA alone would make PyPI untrusted). Its name and a line of its PEM body are searched for
+    in the built image."""
+
+    bundle: Path
+    common_name: str
+    pem_line: str
+
+
+def throwaway_pip_ca(state: Path = STATE) -> PipCa:
+    """Made once and kept under .state/image/pip-ca: BuildKit leaves secrets out of its cache keys, so a cached
+    pip layer was built with this same CA and the search in the image still means something."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    folder = state / "pip-ca"
+    cert = folder / "throwaway-ca.pem"
+    if not cert.is_file():
+        folder.mkdir(parents=True, exist_ok=True)
+        name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, f"tripclick throwaway pip CA {os.urandom(8).hex()}")])
+        key = ec.generate_private_key(ec.SECP256R1())
+        # Fixed dates: nothing is ever verified against this CA, and the test must not depend on the clock.
+        ca = (
+            x509.CertificateBuilder()
+            .subject_name(name)
+            .issuer_name(name)
+            .public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(datetime.datetime(2020, 1, 1, tzinfo=datetime.UTC))
+            .not_valid_after(datetime.datetime(2100, 1, 1, tzinfo=datetime.UTC))
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+            .sign(key, hashes.SHA256())
+        )
+        partial = cert.with_suffix(".partial")
+        partial.write_bytes(ca.public_bytes(serialization.Encoding.PEM))
+        partial.rename(cert)
+    pem = cert.read_text()
+    common_name = x509.load_pem_x509_certificate(pem.encode()).subject.get_attributes_for_oid(NameOID.COMMON_NAME)
+    # A full 64-character line of the base64 body: unique to this certificate, found in any PEM copy of it.
+    body = [line for line in pem.splitlines() if len(line) == 64 and not line.startswith("-")]
+    pem_line = body[len(body) // 2]
+    bundle = folder / "bundle.pem"
+    bundle.write_text(host_ca_bundle().read_text().rstrip("\n") + "\n" + pem)
+    return PipCa(bundle=bundle, common_name=str(common_name[0].value), pem_line=pem_line)
+
+
+def saved_image_contains(daemon: Daemon, ref: str, needles: list[bytes]) -> set[bytes]:
+    """Which of `needles` occur anywhere in `docker save ref`: every layer (files a later layer deletes
+    included), the image config (env, labels, history) and the manifests."""
+    import tarfile
+    import zlib
+
+    overlap = max(map(len, needles)) - 1
+    found: set[bytes] = set()
+    save = subprocess.Popen([docker_cli(), "save", ref], env=daemon.env, stdout=subprocess.PIPE)
+    with tarfile.open(fileobj=save.stdout, mode="r|") as outer:
+        for member in outer:
+            if not member.isfile():
+                continue
+            blob = outer.extractfile(member)
+            chunk = blob.read(1 << 20)
+            if chunk.startswith(b"\x28\xb5\x2f\xfd"):
+                raise AssertionError(f"{member.name}: a zstd-compressed layer, which this search cannot read")
+            inflate = zlib.decompressobj(zlib.MAX_WBITS | 16) if chunk.startswith(b"\x1f\x8b") else None
+            tail = b""
+            while chunk:
+                window = tail + (inflate.decompress(chunk) if inflate else chunk)
+                found.update(needle for needle in needles if needle in window)
+                tail = window[-overlap:]
+                chunk = blob.read(1 << 20)
+    if save.wait() != 0:
+        raise AssertionError(f"docker save {ref} failed")
+    return found
 
 
 def airflow_pin() -> str:
@@ -227,19 +320,17 @@ def airflow_pin() -> str:
     raise AssertionError("requirements.txt has no apache-airflow== pin")
 
 
-def make_image(daemon: Daemon, ref: str, base: str = BASE_TAG) -> subprocess.CompletedProcess[str]:
+def make_image(daemon: Daemon, ref: str, pip_ca: Path, base: str = BASE_TAG) -> subprocess.CompletedProcess[str]:
     """`make image` itself, pointed at the private daemon and the stand-in base, building `ref`.
 
     `ref` comes from `make image-ref` before the build and is passed back in, because other commits can
     move HEAD during a build of several minutes.
 
     --network host: the private daemon has no bridge, and pip and apt need PyPI and Debian.
-    The pip_ca secret carries this machine's CA bundle when pip is told one (TLS-intercepting proxy).
+    The pip_ca secret is always given (a CA bundle, see PipCa), so the build takes the path of a user
+    behind a TLS-intercepting proxy, and what it leaves in the image can be checked.
     """
-    flags = ["--network host", "--progress plain"]
-    ca = pip_ca_bundle()
-    if ca:
-        flags.append(f"--secret id=pip_ca,src={ca}")
+    flags = ["--network host", "--progress plain", f"--secret id=pip_ca,src={pip_ca}"]
     return subprocess.run(
         [
             "make",

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import re
 import socket
+import subprocess
 
 from tests.image import standin
 
@@ -83,16 +84,30 @@ def test_labels_name_the_source_and_the_tagged_version(daemon, built_image):
     tag = built_image.split(":", 1)[1]
     assert labels["org.opencontainers.image.version"] == tag
     assert tag.startswith(standin.airflow_pin() + "-")
-    assert labels["org.opencontainers.image.source"]
+    assert labels["org.opencontainers.image.revision"] == tag.removeprefix(standin.airflow_pin() + "-")
+    remote = subprocess.run(["git", "config", "--get", "remote.origin.url"], cwd=standin.REPO, capture_output=True)
+    assert labels["org.opencontainers.image.source"] == (remote.stdout.decode().strip() or "unknown")
     assert labels["org.opencontainers.image.base.name"] == standin.BASE_TAG
 
 
-def test_pip_ca_secret_is_not_left_in_the_image(run_in_image, daemon, built_image):
-    done = run_in_image("sh", "-c", "ls /run/secrets 2>/dev/null; env | grep -c PIP_CERT || true")
-    assert "pip_ca" not in done.stdout
-    assert done.stdout.strip().splitlines()[-1] == "0"
+def test_pip_ca_secret_is_not_left_in_the_image(run_in_image, daemon, built_image, pip_ca):
+    """The build was given a pip_ca secret (a throwaway CA appended to this machine's bundle): nothing of it
+    may be in a layer, the image config (env, labels, history) or a container's environment."""
+    assert pip_ca.pem_line in pip_ca.bundle.read_text(), "the secret given to the build holds the throwaway CA"
+    done = run_in_image("sh", "-c", "ls -A /run/secrets 2>/dev/null; echo; env")
+    assert done.returncode == 0, done.stderr
+    assert "pip_ca" not in done.stdout and "PIP_CERT" not in done.stdout, done.stdout
+    config = daemon.docker("image", "inspect", "--format", "{{json .Config}}", built_image).stdout
     history = daemon.docker("image", "history", "--no-trunc", "--format", "{{.CreatedBy}}", built_image).stdout
-    assert "BEGIN CERTIFICATE" not in history
+    assert "PIP_CERT" not in config
+    for text in (config, history):
+        assert "BEGIN CERTIFICATE" not in text and pip_ca.common_name not in text and pip_ca.pem_line not in text
+    # requirements.txt is copied into the image: it must be found, or the search below reads nothing.
+    control = (standin.REPO / "requirements.txt").read_bytes()
+    needles = [control, pip_ca.common_name.encode(), pip_ca.pem_line.encode()]
+    found = standin.saved_image_contains(daemon, built_image, needles)
+    assert control in found, "the search did not find requirements.txt in the saved image"
+    assert found == {control}, "the throwaway CA is in the saved image"
 
 
 def test_spark_standalone_master_worker_and_a_python_job_run_from_the_image(daemon, built_image):
