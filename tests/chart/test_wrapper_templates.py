@@ -82,7 +82,22 @@ def test_every_airflow_pod_is_default_denied_then_allowed_dns_db_and_api(wrapper
     }
     common = _by_name(objs, "NetworkPolicy", "tripclick-np-common-egress")["spec"]
     ports = {(p["protocol"], p["port"]) for p in jmespath.search("egress[].ports[]", common)}
-    assert {("UDP", 53), ("TCP", 53), ("TCP", 5432), ("TCP", 8080), ("TCP", 443), ("TCP", 22), ("TCP", 80)} == ports
+    expected = {("UDP", 53), ("TCP", 53), ("TCP", 5432), ("TCP", 8080), ("TCP", 443), ("TCP", 22), ("TCP", 80)}
+    statsd = (
+        chartlib.overlay_values(chartlib.OVERLAYS["base+k3s-ec2"])["airflow"].get("statsd", {}).get("enabled", True)
+    )
+    assert expected | ({("UDP", 9125)} if statsd else set()) == ports
+    # The exporter only listens: the common allow list is for Airflow's own processes.
+    assert common["podSelector"]["matchExpressions"] == [
+        {"key": "component", "operator": "NotIn", "values": ["statsd"]}
+    ]
+    if statsd:
+        ingress = _by_name(objs, "NetworkPolicy", "tripclick-np-statsd-ingress")["spec"]["ingress"]
+        assert [[(p["protocol"], p["port"]) for p in rule["ports"]] for rule in ingress] == [
+            [("UDP", 9125)],
+            [("TCP", 9102)],
+        ]
+        assert jmespath.search("[1].from[].ipBlock.cidr", ingress) == ["10.20.0.10/32", "10.42.0.1/32"]
     https = next(r for r in common["egress"] if r["ports"] == [{"protocol": "TCP", "port": 443}])
     assert "10.0.0.0/8" in https["to"][0]["ipBlock"]["except"]
     api = _by_name(objs, "NetworkPolicy", "tripclick-np-kube-api-egress")["spec"]
