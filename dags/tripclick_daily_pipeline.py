@@ -102,11 +102,15 @@ with DAG(
         for job in SPARK_JOBS
     }
 
+    # The waits start in the triggerer and hold no pod while they wait (none at the 15:00 peak); they
+    # end on a worker because Airflow refuses end_from_trigger once any listener plugin is installed
+    # (OpenLineage is one), which would turn this file into an import error.
     waits = {
         job: DateTimeSensorAsync(
             task_id=f"wait_for_{job}_window",
             target_time=wait_target_template(int(offset.total_seconds())),
-            end_from_trigger=True,
+            start_from_trigger=True,
+            end_from_trigger=False,
             timeout=policy["wait"].execution_timeout.total_seconds(),
             executor_config=task_pod(policy["wait"].pod),
             **policy["wait"].operator_kwargs(),

@@ -68,6 +68,29 @@ def test_parsing_needs_no_database_and_no_network():
     assert "['tripclick_daily_pipeline']" in result.stdout
 
 
+def test_parses_with_a_listener_plugin_installed():
+    """Lineage tools install task listeners; Airflow refuses end_from_trigger tasks when one is present."""
+    env = {
+        "PATH": "/usr/bin:/bin",
+        "AIRFLOW_HOME": str(REPO / ".state" / "test-airflow-home-listener"),
+        "AIRFLOW__CORE__PLUGINS_FOLDER": str(Path(__file__).parent / "listener_plugin"),
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": "postgresql+psycopg2://nobody:nothing@127.0.0.1:9/none",
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        **DEV_ENV,
+    }
+    code = (
+        "from pathlib import Path; from airflow.dag_processing.dagbag import BundleDagBag;"
+        "from airflow.listeners.listener import get_listener_manager;"
+        f"bag = BundleDagBag(dag_folder={str(DAGS)!r}, bundle_path=Path({str(DAGS)!r}));"
+        "assert get_listener_manager().has_listeners, 'the listener plugin was not loaded';"
+        "assert not bag.import_errors, bag.import_errors;"
+        "print(sorted(bag.dag_ids))"
+    )
+    result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "['tripclick_daily_pipeline']" in result.stdout
+
+
 def imports_of_other_dags(folder: Path) -> list[tuple[str, str]]:
     """(importing file, imported DAG module) for every import of a DAG file's module inside ``folder``."""
     dag_modules = {path.stem for path in folder.glob("*.py")}

@@ -126,11 +126,14 @@ def test_summary_runs_whatever_happened_and_does_not_decide_the_runs_state(dag):
     assert {ti.task_id for ti in counted} == {"etl_to_gold"}
 
 
-def test_waits_are_deferrable_and_end_in_the_triggerer(dag):
+def test_waits_start_in_the_triggerer_and_end_on_a_worker(dag):
     for task_id in ("wait_for_batch_to_bronze_window", "wait_for_etl_to_gold_window"):
         task = dag.get_task(task_id)
         assert type(task).__name__ == "DateTimeSensorAsync"
-        assert task.end_from_trigger is True
+        assert task.start_from_trigger is True
+        assert task.end_from_trigger is False
+        # What the triggerer renders and hands to the trigger: the same template as the target time.
+        assert task.start_trigger_args.trigger_kwargs == {"target_time": task.target_time, "end_from_trigger": False}
 
 
 def test_event_date_is_the_utc_date_of_the_scheduled_time(dag):
