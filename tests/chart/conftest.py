@@ -49,15 +49,15 @@ def wrapper_renders(wrapper_chart) -> dict[str, dict[str, str]]:
     }
 
 
-@pytest.fixture(scope="session")
-def pipeline_dag(full_renders):
-    """The DAG parsed with the Variables the production overlay renders (ConfigMap data as env)."""
+def parse_pipeline_dag(manifests: dict[str, str]):
+    """The DAG parsed with the Variables a render gives every pod (its ConfigMap's data as env), as the
+    dag-processor of that release would parse it (the task policy is read at parse time)."""
     from tests.dags.dev_config import DEV_ENV
 
-    objs = chartlib.objects(full_renders["base+k3s-ec2"])
+    objs = chartlib.objects(manifests)
     variables = next(o for o in objs if o["kind"] == "ConfigMap" and o["metadata"]["name"] == "tripclick-variables")
     with pytest.MonkeyPatch.context() as patch:
-        for key, value in {**DEV_ENV, **variables["data"]}.items():
+        for key, value in {**DEV_ENV, **(variables["data"] or {})}.items():
             patch.setenv(key, value)
         from airflow.dag_processing.dagbag import DagBag
 
@@ -65,3 +65,10 @@ def pipeline_dag(full_renders):
         bag = DagBag(dag_folder=str(dags), bundle_path=dags)
     assert bag.import_errors == {}, bag.import_errors
     return bag.dags["tripclick_daily_pipeline"]
+
+
+@pytest.fixture(scope="session")
+def pipeline_dag(wrapper_renders):
+    """The DAG with the production overlay's Variables. The Variables ConfigMap is the wrapper's own
+    template, so the wrapper render gives it without the official chart's source."""
+    return parse_pipeline_dag(wrapper_renders["base+k3s-ec2"])

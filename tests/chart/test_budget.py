@@ -2,14 +2,17 @@
 
 The node has 2 vCPU and 8 GiB shared with k3s and the OS; the release gets 1.8 vCPU and 7 GiB of
 requests, and its memory limits must fit the same 7 GiB (memory cannot be throttled, only
-OOM-killed). At the 15:00 peak the control plane runs next to two producer task pods and the
-streaming driver's task pod. A pod's request is max(sum of its containers, largest init container).
+OOM-killed). A pod's request is max(sum of its containers, largest init container).
+
+The 15:00 peak is read from the DAG, not listed by hand: the tasks that become runnable together the
+moment the first task (preflight) succeeds, i.e. its direct downstream tasks with no other upstream.
+Each gets a task pod, sized by its own executor_config (the task policy) plus the pod template's
+git-sync init container, except a deferrable sensor that starts in the triggerer
+(`start_from_trigger`): it has no pod until its trigger fires.
 
 Two sources for the control plane, so CI (without the official chart's source) still checks it:
 - the full render (every container as the chart really renders it), when the source is present;
 - a model of the official chart from the overlays, which the first is checked against.
-Task pods: the DAG's task policy (dags/tripclick/policy.py) sizes the task container; the pod
-template adds the git-sync init container.
 """
 
 from __future__ import annotations
@@ -19,12 +22,12 @@ import re
 import pytest
 
 from tests.chart import chartlib
-from tripclick.policy import POLICY_VARIABLE, merge_policy
+from tests.chart.conftest import parse_pipeline_dag
+from tripclick.policy import POLICY_VARIABLE
 
 BUDGET_CPU_M = 1800
 BUDGET_MEM_MI = 7 * 1024
-PEAK_TASKS = (("producer_server0", "producer"), ("producer_server1", "producer"))
-PEAK_TASKS += (("streaming_to_silver", "streaming_to_silver"),)
+TASK_CONTAINER = "base"
 # A producer pod whose limit alone takes the memory the node has left.
 BIG_POD = {"requests": {"cpu": "100m", "memory": "512Mi"}, "limits": {"cpu": "500m", "memory": "4Gi"}}
 
@@ -106,29 +109,54 @@ def modelled_control_plane(values: dict) -> dict[str, tuple[int, int, int, int]]
     }
     if af["postgresql"]["enabled"]:
         rows["postgresql"] = (1, *pod_request([af["postgresql"]["primary"]["resources"]], []))
+    if af["statsd"]["enabled"]:
+        rows["statsd"] = (1, *pod_request([af["statsd"]["resources"]], []))
     return rows
 
 
-def peak_task_pods(values: dict, git_resources: dict) -> dict[str, tuple[int, int, int, int]]:
-    """The task pods running at 15:00, each sized by its stage of the task policy the overlays give the DAG
-    (its pod override replaces the pod template's resources), plus the git-sync init container."""
-    policy = merge_policy(values["tripclick"]["variables"].get(POLICY_VARIABLE) or {})
+def peak_tasks(dag) -> list:
+    """The tasks runnable together right after the DAG's first task: its downstream with no other upstream."""
+    (first,) = [t for t in dag.tasks if not t.upstream_task_ids]
+    return sorted((t for t in first.downstream_list if t.upstream_task_ids == {first.task_id}), key=lambda t: t.task_id)
+
+
+def starts_in_triggerer(task) -> bool:
+    """A deferrable operator with start_from_trigger hands its trigger to the triggerer without a worker."""
+    return bool(getattr(task, "start_from_trigger", False)) and getattr(task, "start_trigger_args", None) is not None
+
+
+def task_resources(task) -> dict:
+    """The task container's resources as the executor merges them from the task's pod override."""
+    override = (task.executor_config or {}).get("pod_override")
+    containers = override.spec.containers if override is not None and override.spec else []
+    base = next((c for c in containers if c.name == TASK_CONTAINER), None)
+    assert base is not None and base.resources is not None, f"{task.task_id} has no sized pod override"
+    return {"requests": base.resources.requests or {}, "limits": base.resources.limits or {}}
+
+
+def peak_task_pods(dag, git_resources: dict) -> dict[str, tuple[int, int, int, int]]:
+    """The task pods alive at 15:00 (the pod template adds the git-sync init container to each)."""
     rows = {}
-    for task_id, stage in PEAK_TASKS:
-        rows[f"task: {task_id}"] = (1, *pod_request([policy[stage].pod], [git_resources]))
+    for task in peak_tasks(dag):
+        if starts_in_triggerer(task):
+            rows[f"task: {task.task_id} (triggerer)"] = (0, 0, 0, 0)
+        else:
+            rows[f"task: {task.task_id}"] = (1, *pod_request([task_resources(task)], [git_resources]))
     return rows
 
 
 def _table(rows: dict[str, tuple[int, int, int, int]]) -> tuple[str, int, int]:
-    lines = [f"{'pod':32} {'n':>2} {'cpu req (m)':>12} {'mem req (Mi)':>13} {'mem limit (Mi)':>15}"]
+    lines = [f"{'component':50} {'n':>2} {'cpu req (m)':>12} {'mem req (Mi)':>13} {'mem limit (Mi)':>15}"]
     total_cpu = total_mem = total_limit = 0
     for name, (replicas, cpu, mem, limit) in rows.items():
-        lines.append(f"{name:32} {replicas:>2} {cpu * replicas:>12} {mem * replicas:>13} {limit * replicas:>15}")
+        lines.append(f"{name:50} {replicas:>2} {cpu * replicas:>12} {mem * replicas:>13} {limit * replicas:>15}")
         total_cpu += cpu * replicas
         total_mem += mem * replicas
         total_limit += limit * replicas
-    lines.append(f"{'total':32} {'':>2} {total_cpu:>12} {total_mem:>13} {total_limit:>15}")
-    lines.append(f"{'budget (m5.large minus k3s/OS)':32} {'':>2} {BUDGET_CPU_M:>12} {BUDGET_MEM_MI:>13}")
+    lines.append(f"{'total':50} {'':>2} {total_cpu:>12} {total_mem:>13} {total_limit:>15}")
+    lines.append(
+        f"{'budget (m5.large minus k3s/OS)':50} {'':>2} {BUDGET_CPU_M:>12} {BUDGET_MEM_MI:>13} {BUDGET_MEM_MI:>15}"
+    )
     return "\n".join(lines), total_cpu, total_mem
 
 
@@ -152,20 +180,59 @@ def _check(rows, capsys=None, title=""):
     assert limit <= BUDGET_MEM_MI, f"memory limits {limit}Mi exceed {BUDGET_MEM_MI}Mi at the peak\n{table}"
 
 
-def test_peak_fits_the_node_from_the_overlays(production_values, capsys):
+def test_peak_fits_the_node_from_the_overlays(production_values, pipeline_dag, capsys):
     git = production_values["airflow"]["dags"]["gitSync"]["resources"]
-    rows = modelled_control_plane(production_values) | peak_task_pods(production_values, git)
-    _check(rows, capsys, "budget at 15:00, base+k3s-ec2 (model from the overlays)")
+    rows = modelled_control_plane(production_values) | peak_task_pods(pipeline_dag, git)
+    _check(rows, capsys, "budget at 15:00, base+k3s-ec2 (model from the overlays, peak from the DAG)")
 
 
-def test_peak_fits_the_node_as_rendered(full_renders, production_values, capsys):
+def test_peak_fits_the_node_as_rendered(full_renders, production_values, pipeline_dag, capsys):
     objs = chartlib.objects(full_renders["base+k3s-ec2"])
     rendered = rendered_control_plane(objs)
     assert rendered == modelled_control_plane(production_values), "the overlay model drifted from the chart"
     template = chartlib.pod_template(objs)["spec"]
     (git,) = [c["resources"] for c in template["initContainers"] if c["name"] == "git-sync-init"]
-    rows = rendered | peak_task_pods(production_values, git)
-    _check(rows, capsys, "budget at 15:00, base+k3s-ec2 (full render)")
+    rows = rendered | peak_task_pods(pipeline_dag, git)
+    _check(rows, capsys, "budget at 15:00, base+k3s-ec2 (full render, peak from the DAG)")
+
+
+def test_the_peak_is_what_runs_right_after_preflight(pipeline_dag):
+    peak = {t.task_id for t in peak_tasks(pipeline_dag)}
+    assert {"producer_server0", "producer_server1", "streaming_to_silver"} <= peak
+    # Downstream of preflight, but waiting for other tasks too: not at 15:00.
+    assert "notify_completion" in pipeline_dag.get_task("preflight").downstream_task_ids
+    assert not peak & {"notify_completion", "batch_to_bronze", "etl_to_gold"}
+
+
+def test_only_sensors_that_start_in_the_triggerer_go_without_a_pod():
+    """On a DAG of its own: the same sensor counted with a pod, then without once it starts in the triggerer."""
+    from airflow.providers.standard.operators.empty import EmptyOperator
+    from airflow.providers.standard.sensors.date_time import DateTimeSensorAsync
+    from airflow.sdk import DAG
+
+    from tripclick.pod_overrides import task_pod
+
+    pod = {"requests": {"cpu": "100m", "memory": "512Mi"}, "limits": {"cpu": "500m", "memory": "768Mi"}}
+    with DAG("budget_probe", schedule=None) as dag:
+        first = EmptyOperator(task_id="first", executor_config=task_pod(pod))
+        worker_wait = DateTimeSensorAsync(
+            task_id="defers_from_a_worker", target_time="{{ data_interval_end }}", executor_config=task_pod(pod)
+        )
+        trigger_wait = DateTimeSensorAsync(
+            task_id="starts_in_the_triggerer",
+            target_time="{{ data_interval_end }}",
+            start_from_trigger=True,
+            end_from_trigger=False,
+            executor_config=task_pod(pod),
+        )
+        later = EmptyOperator(task_id="later", executor_config=task_pod(pod))
+        first >> [worker_wait, trigger_wait, later]
+        worker_wait >> later
+    git = {"requests": {"cpu": "10m", "memory": "48Mi"}, "limits": {"cpu": "100m", "memory": "128Mi"}}
+    assert peak_task_pods(dag, git) == {
+        "task: defers_from_a_worker": (1, 100, 512, 768),
+        "task: starts_in_the_triggerer (triggerer)": (0, 0, 0, 0),
+    }
 
 
 @pytest.mark.parametrize(
@@ -177,8 +244,10 @@ def test_peak_fits_the_node_as_rendered(full_renders, production_values, capsys)
     ],
     ids=["scheduler memory request", "api-server cpu request", "producer pod limit"],
 )
-def test_the_budget_check_catches_an_oversized_overlay(production_values, patch, message):
+def test_the_budget_check_catches_an_oversized_overlay(production_values, wrapper_chart, patch, message):
     bigger = chartlib.deep_merge(production_values, patch)
     git = bigger["airflow"]["dags"]["gitSync"]["resources"]
+    # The task policy is read when the DAG is parsed: parse it with the bigger overlay's Variables.
+    dag = parse_pipeline_dag(chartlib.render(wrapper_chart, bigger, full=False))
     with pytest.raises(AssertionError, match=message):
-        _check(modelled_control_plane(bigger) | peak_task_pods(bigger, git))
+        _check(modelled_control_plane(bigger) | peak_task_pods(dag, git))

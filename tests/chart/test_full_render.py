@@ -76,8 +76,13 @@ def test_kubernetes_executor_and_nothing_celery(full_renders, combo):
     }
     if combo == "base+kind":
         expected.add(("StatefulSet", "tripclick-postgresql"))
+    # The metrics exporter is the one workload beside Airflow's own (the official chart enables it by default).
+    statsd = chartlib.overlay_values(chartlib.OVERLAYS[combo])["airflow"].get("statsd", {}).get("enabled", True)
+    if statsd:
+        expected.add(("Deployment", "tripclick-statsd"))
     assert workloads == expected
-    assert not [o for o in objs if re.search("redis|flower|statsd|pgbouncer", o["metadata"]["name"])]
+    assert not [o for o in objs if re.search("redis|flower|pgbouncer", o["metadata"]["name"])]
+    assert bool([o for o in objs if "statsd" in o["metadata"]["name"]]) == statsd
 
 
 @pytest.mark.parametrize("combo", COMBOS)
