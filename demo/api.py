@@ -27,6 +27,8 @@ class Airflow:
     def __init__(self, base: str | None = None) -> None:
         self.base = base or config.airflow_url()
         self._token: str | None = None
+        # When each run was triggered or cleared here: a state that ended before that is the previous round's.
+        self.triggered_at: dict[str, datetime] = {}
 
     def token(self) -> str:
         if self._token is None:
@@ -97,6 +99,7 @@ class Airflow:
         if existing:
             if existing["state"] not in TERMINAL:
                 raise ApiError(f"run {existing['dag_run_id']} for {day} is still {existing['state']}")
+            self.triggered_at[existing["dag_run_id"]] = datetime.now(UTC)
             self.call(
                 "POST",
                 f"/dags/{dag_id}/dagRuns/{existing['dag_run_id']}/clear",
@@ -104,6 +107,7 @@ class Airflow:
             )
             return existing["dag_run_id"]
         run_id = f"manual__{day.isoformat()}__{datetime.now(UTC).strftime('%Y%m%dT%H%M%S')}"
+        self.triggered_at[run_id] = datetime.now(UTC)
         self.call(
             "POST",
             f"/dags/{dag_id}/dagRuns",
@@ -123,7 +127,8 @@ class Airflow:
         return self.call("GET", f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}/tries")["task_instances"]
 
     def watch(self, dag_id: str, run_id: str, timeout: float, on_change=None) -> dict:
-        """Poll until the run ends; on_change(task_id, state, ti) for every task state change."""
+        """Poll until the run ends (for a run triggered or cleared here: ends after that); on_change(task_id, state,
+        ti) for every task state change."""
         seen: dict[str, str | None] = {}
         deadline = time.monotonic() + timeout
         while True:
@@ -134,7 +139,9 @@ class Airflow:
                     if on_change:
                         on_change(ti["task_id"], state, ti)
             run = self.run(dag_id, run_id)
-            if run["state"] in TERMINAL:
+            since = self.triggered_at.get(run_id)
+            ended = parse_time(run.get("end_date"))
+            if run["state"] in TERMINAL and (since is None or (ended is not None and ended >= since)):
                 return run
             if time.monotonic() > deadline:
                 raise ApiError(f"run {run_id} still {run['state']} after {timeout:.0f}s")
