@@ -132,6 +132,19 @@ class Stack:
                 raise AssertionError(f"the Spark master still lists an ALIVE worker after {timeout:.0f}s: {workers}")
             time.sleep(1)
 
+    def dags_test_tries(self, day: str, task_id: str, since: float) -> list[dict]:
+        """The task's tries since `since` in the runs `airflow dags test` made for `day` (each gets a new run id)."""
+        logical = api.scheduled_time(date.fromisoformat(day)).isoformat()
+        runs = self.airflow.call(
+            "GET", f"/dags/{DAG_ID}/dagRuns", params={"logical_date_gte": logical, "logical_date_lte": logical}
+        )["dag_runs"]
+        return [
+            t
+            for r in runs
+            for t in self.airflow.tries(DAG_ID, r["dag_run_id"], task_id)
+            if t["start_date"] and api.parse_time(t["start_date"]).timestamp() >= since
+        ]
+
     def dags_test(self, day: str, *, unset: tuple[str, ...] = (), extra_env: dict | None = None):
         """`airflow dags test` in its own process with a changed environment (what a task pod would see with
         a Secret missing or a wrong mount). The DAG is paused meanwhile so the scheduler leaves that run alone."""

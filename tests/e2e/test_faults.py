@@ -282,3 +282,6 @@ def test_missing_connection_fails_preflight_with_how_to_fix(stack):
     helpers.assert_nothing_downstream(day)
     alert = _one_alert(t0, "preflight")
     assert "Connection 'docker_server1' is not defined" in alert and helpers.NOT_RETRIED in alert.splitlines()
+    # `airflow dags test` retries like the scheduler (a service fault gets its retries there too): one try here.
+    assert PREFLIGHT_TRIES > 1
+    assert [t["state"] for t in stack.dags_test_tries(day, "preflight", t0)] == ["failed"]
