@@ -49,6 +49,16 @@ def test_release_validates_strictly(full_renders, combo, kube):
             pytest.fail(f"{obj['kind']}/{obj['metadata']['name']} invalid for {kube}: {str(err).splitlines()[0]}")
 
 
+@pytest.mark.parametrize("combo", COMBOS)
+def test_no_two_objects_share_a_kind_and_a_name(full_renders, combo):
+    """helm install refuses a release that renders one object twice (wrapper and official chart alike)."""
+    seen: dict[tuple[str, str], str] = {}
+    for obj in _objs(full_renders, combo):
+        key = (obj["kind"], obj["metadata"]["name"])
+        assert key not in seen, f"{key} rendered by {seen[key]} and {obj['__source']}"
+        seen[key] = obj["__source"]
+
+
 @pytest.mark.parametrize("combo", ["base+k3s-ec2"])
 def test_helm_lint_is_clean(full_chart, combo):
     report = helm_python.lint(

@@ -55,6 +55,16 @@ def test_wrapper_objects_validate_strictly(wrapper_renders, combo, kube):
             pytest.fail(f"{obj['kind']}/{obj['metadata']['name']} invalid for {kube}: {str(err).splitlines()[0]}")
 
 
+@pytest.mark.parametrize("combo", COMBOS)
+def test_no_two_objects_share_a_kind_and_a_name(wrapper_renders, combo):
+    """helm install refuses a release that renders one object twice (two templates, one name)."""
+    seen: dict[tuple[str, str], str] = {}
+    for obj in chartlib.objects(wrapper_renders[combo]):
+        key = (obj["kind"], obj["metadata"]["name"])
+        assert key not in seen, f"{key} rendered by {seen[key]} and {obj['__source']}"
+        seen[key] = obj["__source"]
+
+
 def test_task_pods_reach_exactly_their_remote_services(wrapper_renders):
     objs = chartlib.objects(wrapper_renders["base+k3s-ec2"])
     task = _by_name(objs, "NetworkPolicy", "tripclick-np-task-pods")["spec"]
