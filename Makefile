@@ -75,8 +75,20 @@ clean: ## Remove the virtual environment and caches
 secrets: $(STAMP) ## Create/update the Kubernetes Secrets from secrets/<ENV>.yaml (ENV=<name>; DRY_RUN=1 previews, redacted)
 	$(PY) scripts/make_secrets.py --env "$(ENV)" $(if $(DRY_RUN),--dry-run)
 
+# checkov's dependencies clash with Airflow's pins: it gets a venv of its own, called as a program.
+CHECKOV_VENV := .venv-checkov
+CHECKOV_STAMP := $(CHECKOV_VENV)/.installed-stamp
+
+$(CHECKOV_STAMP): requirements-checkov.txt
+	test -x $(CHECKOV_VENV)/bin/python || $(PYTHON) -m venv $(CHECKOV_VENV)
+	$(CHECKOV_VENV)/bin/python -m pip install --quiet -r requirements-checkov.txt
+	touch $@
+
+.PHONY: checkov-venv
+checkov-venv: $(CHECKOV_STAMP) ## Create .venv-checkov (checkov for the chart layer) from requirements-checkov.txt
+
 .PHONY: test-chart
-test-chart: $(STAMP) ## Chart layer: overlay schemas, wrapper templates, full render (needs AIRFLOW_CHART_SOURCE), budget, executor view
+test-chart: $(STAMP) $(CHECKOV_STAMP) ## Chart layer: overlay schemas, wrapper templates, flows, checkov, full render (needs AIRFLOW_CHART_SOURCE), budget, executor view
 	$(PY) -m pytest tests/chart
 # --- end chart (issue 4) ---
 
