@@ -38,6 +38,11 @@ test-dags-future: $(STAMP) ## DAG layer again under faketime, the clock $(FUTURE
 	@command -v faketime >/dev/null || { echo "faketime is missing: run 'make system-deps'" >&2; exit 1; }
 	faketime -f '$(FUTURE_CLOCK)' $(PY) -m pytest tests/dags
 
+.PHONY: test-monitoring
+test-monitoring: $(STAMP) ## Monitoring layer: statsd mappings against Airflow's own lines, promtool rule tests, dashboard queries
+	@command -v promtool >/dev/null || { echo "promtool is missing: run 'make system-deps'" >&2; exit 1; }
+	$(PY) -m pytest tests/monitoring
+
 # Every layer `make test` runs, fastest first; CHECK_LAYERS are linters (passed or failed, no test counts).
 TEST_LAYERS := lint test-dags test-dags-future test-chart test-kind lint-image test-image test-e2e
 CHECK_LAYERS := lint lint-image

@@ -48,6 +48,7 @@ need tar                "tar"                                        has tar
 need shellcheck         "shellcheck (lints the kind-test scripts)"   has shellcheck
 need openssh-client     "ssh-keygen (kind-test's generated deploy key)" has ssh-keygen
 need faketime          "faketime (the DAG layer runs again with the clock years ahead)" has faketime
+need prometheus        "promtool (checks and unit-tests the Prometheus alerting rules)" has promtool
 
 if [ ${#missing_pkgs[@]} -eq 0 ]; then
   echo "system_deps: all system packages present"
