@@ -44,7 +44,7 @@ test-monitoring: $(STAMP) ## Monitoring layer: statsd mappings against Airflow's
 	$(PY) -m pytest tests/monitoring
 
 # Every layer `make test` runs, fastest first; CHECK_LAYERS are linters (passed or failed, no test counts).
-TEST_LAYERS := lint test-dags test-dags-future test-chart test-kind lint-image test-image test-e2e
+TEST_LAYERS := lint test-dags test-dags-future test-monitoring test-chart test-kind lint-image test-image test-e2e
 CHECK_LAYERS := lint lint-image
 TEST_RESULTS := .state/test-results
 
@@ -75,7 +75,7 @@ docs: $(STAMP) ## Regenerate the README configuration reference from dags/tripcl
 clean: ## Remove the virtual environment and caches
 	rm -rf $(VENV) .pytest_cache .ruff_cache
 
-# --- chart (issue 4) ---
+# --- chart ---
 .PHONY: secrets
 secrets: $(STAMP) ## Create/update the Kubernetes Secrets from secrets/<ENV>.yaml (ENV=<name>; DRY_RUN=1 previews, redacted)
 	$(PY) scripts/make_secrets.py --env "$(ENV)" $(if $(DRY_RUN),--dry-run)
@@ -95,9 +95,8 @@ checkov-venv: $(CHECKOV_STAMP) ## Create .venv-checkov (checkov for the chart la
 .PHONY: test-chart
 test-chart: $(STAMP) $(CHECKOV_STAMP) ## Chart layer: overlay schemas, wrapper templates, flows, checkov, full render (needs AIRFLOW_CHART_SOURCE), budget, executor view
 	$(PY) -m pytest tests/chart
-# --- end chart (issue 4) ---
 
-# --- image and kind (issue 5) ---
+# --- image and kind ---
 # The Airflow version comes from requirements.txt only; tests/image fails if image/Dockerfile's default differs.
 IMAGE_AIRFLOW_VERSION = $(shell sed -n 's/^apache-airflow==\([^ ;#]*\).*/\1/p' requirements.txt)
 # -dirty marks a build from uncommitted changes to what goes into the image.
@@ -143,9 +142,8 @@ kind-test: ## Deploy to a local kind cluster and run the pipeline there (needs d
 .PHONY: kind-down
 kind-down: ## Delete the kind cluster made by kind-test
 	scripts/kind-down.sh
-# --- end image and kind (issue 5) ---
 
-# --- demo (issue 3) ---
+# --- demo ---
 # The local stack (PostgreSQL, two Docker daemons with mutual TLS, Spark standalone, a Slack webhook
 # stand-in, Airflow 3) runs as root on loopback; all its state is under .state/demo/ (git-ignored).
 DEMO_DATE ?= 2020-10-01
@@ -178,4 +176,4 @@ test-e2e: system-deps $(STAMP) ## End-to-end layer: the pipeline on the real loc
 .PHONY: bench-e2e
 bench-e2e: system-deps $(STAMP) ## Orchestration overhead and control-plane memory over real demo runs (medians)
 	$(PY) -m demo.bench
-# --- end demo (issue 3) ---
+

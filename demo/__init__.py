@@ -1,1 +1,1 @@
-"""Local demo stack and demo workloads for tripclick-orchestration (issue 3)."""
+"""Local demo stack and demo workloads for tripclick-orchestration."""

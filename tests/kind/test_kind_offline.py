@@ -313,7 +313,7 @@ def dev_values(tmp_path_factory) -> Path:
 
 
 def test_generated_secrets_input_passes_make_secrets_validation(dev_values):
-    """The interface with scripts/make_secrets.py (issue 4): its own checks accept what step 4 writes."""
+    """The interface with scripts/make_secrets.py: its own checks accept what step 4 writes."""
     done = subprocess.run(
         [str(REPO / ".venv/bin/python"), str(REPO / "scripts/make_secrets.py"), "--file",
          str(dev_values / "secrets-kind.yaml"), "--dry-run"],
