@@ -21,7 +21,7 @@ from tripclick.notify import alert_failure, record_stage_timing, send_completion
 from tripclick.pod_overrides import spark_driver_pod, task_pod
 from tripclick.policy import load_policy
 from tripclick.preflight import run_preflight
-from tripclick.producers import bind_producer
+from tripclick.producers import bind_producer, finish_producer
 from tripclick.run_context import wait_target_template
 from tripclick.spark_jobs import bind_spark_job
 
@@ -77,8 +77,10 @@ with DAG(
             # Image, command, environment, mounts, daemon URL and TLS are set by bind_producer.
             image="",
             pre_execute=partial(bind_producer, server),
-            post_execute=record_stage_timing,
-            auto_remove="success",
+            post_execute=finish_producer,
+            # The provider's "success" also removes a failed container; a failed one stays on its
+            # server for inspection, and finish_producer removes it once the task succeeded.
+            auto_remove="never",
             mount_tmp_dir=False,
             do_xcom_push=False,
             executor_config=task_pod(policy["producer"].pod),

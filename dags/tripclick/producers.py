@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from tripclick import config
+from tripclick.notify import record_stage_timing
 from tripclick.run_context import event_date, show_in_ui
 
 log = logging.getLogger(__name__)
@@ -122,3 +123,17 @@ def bind_producer(server: str, context: Any) -> None:
     task.container_name = f"tripclick-producer-{server}-{day}-try{ti.try_number}"
     show_in_ui(task, extra_fields=("docker_url",))
     log.info("Producer %s: %s on %s, command %s", server, spec.image, endpoint.url, " ".join(spec.command))
+
+
+def finish_producer(context: Any, result: Any = None) -> None:
+    """post_execute hook of ``producer_<server>``: the try succeeded, so its container goes.
+
+    Only a succeeded try reaches this hook: a failed try's container stays on its daemon, named
+    after its try, for ``docker logs`` and ``docker inspect``.
+    """
+    record_stage_timing(context, result)
+    task = context["task"]
+    container = getattr(task, "container", None)
+    if container:
+        task.cli.remove_container(container["Id"])
+        log.info("Removed container %s of the succeeded try", task.container_name)

@@ -134,6 +134,11 @@ class RecordingDockerDaemon:
                     daemon.created.append(entry)
                 self._reply(409, {"message": REFUSAL})
 
+            def do_DELETE(self):  # noqa: N802 - http.server's naming
+                self._record(b"")
+                self.send_response(204)
+                self.end_headers()
+
             def log_message(self, *args):
                 pass
 

@@ -133,3 +133,24 @@ def test_the_ui_records_what_a_spark_job_really_ran(dag):
     assert shown["application_args"][:2] == ["--date", "2020-10-01"]
     assert shown["conf"]["spark.cores.max"] == "2"
     assert shown["name"] == "tripclick-etl_to_gold-2020-10-01"
+
+
+def test_a_succeeded_producer_removes_its_container_a_failed_one_keeps_it(dag, tmp_path, monkeypatch):
+    """The provider's auto_remove would remove failed containers too; the DAG removes only on success."""
+    from tripclick.producers import finish_producer
+
+    task = dag.get_task("producer_server0")
+    assert task.auto_remove == "never"
+    assert task._post_execute_hook is finish_producer
+    for name in ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE"):
+        monkeypatch.delenv(name, raising=False)
+    with RecordingDockerDaemon(tmp_path / "docker") as daemon:
+        monkeypatch.setenv("AIRFLOW_CONN_DOCKER_SERVER0", daemon.url)
+        monkeypatch.setenv("AIRFLOW_VAR_TRIPCLICK_DOCKER_TLS_DIR", str(daemon.client_dir))
+        bound = _bound(dag, "producer_server0")
+        bound.container = {"Id": "c0ffee"}
+        context = make_context(bound)
+        context["ti"].start_date = None
+        context["ti"].xcom_push = lambda key, value: None
+        finish_producer(context)
+    assert [f"{r['method']} {r['path']}" for r in daemon.requests][-1] == "DELETE /v1.41/containers/c0ffee"
