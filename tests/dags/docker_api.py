@@ -13,8 +13,7 @@ import datetime as dt
 import ipaddress
 import json
 import ssl
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
@@ -22,6 +21,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
+
+from tests.dags.netutil import LoopbackServer
 
 HOST = "127.0.0.1"
 CLIENT_CN = "airflow-task"
@@ -66,7 +67,7 @@ def _pem(path: Path, cert=None, key=None) -> Path:
     return path
 
 
-class RecordingDockerDaemon:
+class RecordingDockerDaemon(LoopbackServer):
     """Mutual-TLS Docker Engine API endpoint on loopback; ``client_dir`` holds ca.pem, cert.pem, key.pem."""
 
     def __init__(self, workdir: Path):
@@ -142,15 +143,6 @@ class RecordingDockerDaemon:
             def log_message(self, *args):
                 pass
 
-        self.server = ThreadingHTTPServer((HOST, 0), Handler)
+        super().__init__(Handler)
         self.server.socket = context.wrap_socket(self.server.socket, server_side=True)
-        self.url = f"tcp://{HOST}:{self.server.server_address[1]}"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-
-    def __enter__(self):
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self.server.shutdown()
-        self.server.server_close()
+        self.url = f"tcp://{HOST}:{self.port}"

@@ -15,7 +15,24 @@ def closed_port() -> int:
         return sock.getsockname()[1]
 
 
-class WebhookReceiver:
+class LoopbackServer:
+    """An HTTP server on a free loopback port, served from a thread while the ``with`` block runs."""
+
+    def __init__(self, handler: type[BaseHTTPRequestHandler]):
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self.port = self.server.server_address[1]
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+class WebhookReceiver(LoopbackServer):
     """Answers like Slack's incoming webhooks: 200 "ok" for a JSON post, and keeps what it got."""
 
     def __init__(self):
@@ -34,14 +51,5 @@ class WebhookReceiver:
             def log_message(self, *args):
                 pass
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/services/T000/B000/XXXX"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-
-    def __enter__(self):
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self.server.shutdown()
-        self.server.server_close()
+        super().__init__(Handler)
+        self.url = f"http://127.0.0.1:{self.port}/services/T000/B000/XXXX"
