@@ -18,6 +18,9 @@ from .services import Service, clean_env, http_get, java_home, spark_home
 # stops after this many seconds (after draining what has landed). Only Variables change; the DAG does not.
 REPLAY_SPEED = 8000
 STREAMING_SECONDS = 20
+# The task token's lifetime, far below production's: the Spark tasks outlive it, which proves the
+# api-server renews a running task's token (the e2e happy path checks a task ran longer).
+EXECUTION_TOKEN_SECONDS = 15
 
 
 DEMO_POLICY = {
@@ -111,6 +114,7 @@ def env() -> dict[str, str]:
         AIRFLOW__API__BASE_URL=config.airflow_url(),
         AIRFLOW__API__SECRET_KEY=s["api_secret_key"],
         AIRFLOW__API_AUTH__JWT_SECRET=s["jwt_secret"],
+        AIRFLOW__EXECUTION_API__JWT_EXPIRATION_TIME=str(EXECUTION_TOKEN_SECONDS),
         AIRFLOW__CORE__AUTH_MANAGER="airflow.api_fastapi.auth.managers.simple.simple_auth_manager.SimpleAuthManager",
         AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS=f"{config.ADMIN_USER}:admin",
         AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE=str(home / "passwords.json"),

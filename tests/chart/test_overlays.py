@@ -209,3 +209,15 @@ def test_values_files_hold_no_secret(path):
     text = path.read_text()
     found = [name for name, pattern in SECRET_PATTERNS.items() if pattern.search(text)]
     assert found == [], f"{path.name}: {found}"
+
+
+def test_task_token_lifetimes_are_set_deliberately():
+    """Long producers and streams renew their execution token; a pending pod starts on its workload
+    token, which lives task_queued_timeout: both are chosen in production values, with the reason."""
+    prod = chartlib.overlay_values(chartlib.OVERLAYS["base+k3s-ec2"])["airflow"]["config"]
+    assert int(prod["execution_api"]["jwt_expiration_time"]) == 600
+    assert int(prod["scheduler"]["task_queued_timeout"]) >= 900
+    text = (chartlib.REPO / "values" / "base.yaml").read_text()
+    for key in ("jwt_expiration_time", "task_queued_timeout"):
+        before = text.split(f"      {key}:", 1)[0].splitlines()[-1].strip()
+        assert before.startswith("#"), f"values/base.yaml: say why {key} has its value, in a comment above it"

@@ -7,7 +7,12 @@ from datetime import datetime
 
 import pytest
 
+from demo.stack import airflow as stack_airflow
+from demo.stack import config
 from tests.e2e import helpers
+
+# Airflow's default [api_auth] jwt_leeway: a token is still accepted this long after it expired.
+AIRFLOW_JWT_LEEWAY_S = 10
 
 DAY = "2020-09-02"
 EARLIER_DAY = "2020-09-01"
@@ -63,6 +68,28 @@ def test_happy_path_runs_every_stage_and_publishes_consistent_marts(stack, first
     assert helpers.summary_states(summaries[0]) == dict.fromkeys(helpers.STAGES, "success")
     # No alert on a good day.
     assert not [t for t in helpers.slack_texts(run.started) if "* failed" in t], helpers.slack_texts(run.started)
+
+
+def test_a_stage_outlives_its_first_execution_token(first_run):
+    """The stack's task token lives 15 s (plus the API's leeway): a longer stage renewed it and reported success."""
+    run, _ = first_run
+    longest = max(run.tasks.values(), key=lambda ti: ti["duration"] or 0)
+    assert longest["state"] == "success"
+    assert longest["duration"] > stack_airflow.EXECUTION_TOKEN_SECONDS + AIRFLOW_JWT_LEEWAY_S, longest
+
+
+def test_the_ui_shows_what_each_stage_really_ran(first_run):
+    """Rendered fields as the REST API (and so the UI) serves them, recorded when the task ended."""
+    run, _ = first_run
+    try_number = run.tasks["producer_server0"]["try_number"]
+    producer = run.tasks["producer_server0"]["rendered_fields"]
+    assert producer["image"] == f"{config.PRODUCER_IMAGE}:{config.PRODUCER_TAG}"
+    assert producer["docker_url"] == f"tcp://{config.HOST}:{config.PORTS['server0']}"
+    assert producer["command"][:2] == ["--file", f"/app/data/date={DAY}/events.json"]
+    assert producer["container_name"] == f"tripclick-producer-server0-{DAY}-try{try_number}"
+    spark = run.tasks["streaming_to_silver"]["rendered_fields"]
+    assert spark["application"] == str(config.spark_apps_dir() / "streaming_to_silver.py")
+    assert spark["application_args"][:2] == ["--date", DAY]
 
 
 def test_backfill_of_an_earlier_date_does_not_wait_and_survives_slack_down(stack, first_run):
