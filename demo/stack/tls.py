@@ -105,12 +105,13 @@ def ensure() -> None:
             return
         tmp = root.parent / ".tls.tmp"
         shutil.rmtree(tmp, ignore_errors=True)
-        _build(tmp)
+        build(tmp)
         shutil.rmtree(root, ignore_errors=True)
         tmp.rename(root)
 
 
-def _build(root: Path) -> None:
+def build(root: Path) -> None:
+    """The whole PKI in a new folder ``root``: CA, one server folder per daemon, the client folders."""
     root.mkdir()
     root.chmod(0o700)
     ca_key, ca_cert = _ca("tripclick demo CA")
