@@ -119,6 +119,8 @@ def env() -> dict[str, str]:
         AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS=f"{config.ADMIN_USER}:admin",
         AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE=str(home / "passwords.json"),
         AIRFLOW__LOGGING__BASE_LOG_FOLDER=str(home / "logs"),
+        AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT=str(config.PORTS["worker_log_server"]),
+        AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT=str(config.PORTS["triggerer_log_server"]),
         AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL="60",
         AIRFLOW__SCHEDULER__ENABLE_HEALTH_CHECK="False",
         # Spark client mode: the driver runs in the task process, on loopback, with the venv's Python.

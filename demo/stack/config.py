@@ -17,9 +17,10 @@ STATE = Path(os.environ.get("TRIPCLICK_DEMO_STATE", REPO / ".state" / "demo")).r
 VENV_BIN = Path(sys.executable).parent
 HOST = "127.0.0.1"
 
-# Fixed loopback ports, chosen away from the usual defaults so a developer's own PostgreSQL,
-# Docker or Spark keeps working beside the demo.
-PORTS = {
+# Loopback ports, chosen away from the usual defaults so a developer's own PostgreSQL, Docker or Spark keeps
+# working beside the demo. TRIPCLICK_DEMO_PORT_OFFSET (a multiple of 1000) shifts every one of them, so a second
+# stack (with its own TRIPCLICK_DEMO_STATE) can run beside the first.
+_BASE_PORTS = {
     "postgres": 54329,
     "server0": 23760,
     "server1": 23761,
@@ -30,7 +31,22 @@ PORTS = {
     "airflow_api": 28080,
     "spark_driver": 41000,
     "spark_blockmanager": 41001,
+    "worker_log_server": 28793,
+    "triggerer_log_server": 28794,
 }
+
+
+def _port_offset() -> int:
+    raw = os.environ.get("TRIPCLICK_DEMO_PORT_OFFSET", "0")
+    if not raw.isdigit() or int(raw) % 1000 or int(raw) > 20000:
+        raise SystemExit(
+            f"TRIPCLICK_DEMO_PORT_OFFSET={raw!r}: use a multiple of 1000 from 0 to 20000 (every port of the stack "
+            "shifts by it)"
+        )
+    return int(raw)
+
+
+PORTS = {name: port + _port_offset() for name, port in _BASE_PORTS.items()}
 
 DOCKER_SERVERS = ("server0", "server1")
 PG_USER_AIRFLOW = "airflow"
