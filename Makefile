@@ -68,7 +68,7 @@ bench-dag: $(STAMP) ## DAG cold import time against a trivial airflow.sdk DAG (m
 	$(PY) tests/bench/dag_import.py
 
 .PHONY: docs
-docs: $(STAMP) ## Regenerate the README configuration reference from dags/tripclick/config.py
+docs: $(STAMP) ## Regenerate docs/configuration.md's reference from dags/tripclick/config.py
 	$(PY) scripts/config_reference.py --write
 
 .PHONY: clean

@@ -45,7 +45,7 @@ not wait. **Retries re-send events**: a realtime producer retried midway replays
 start, so Kafka receives some events twice; `streaming_to_silver` deduplicates on `dedup_key`, and so
 silver and gold stay exact. Retries, delays, timeouts and wait offsets come from Variable
 `tripclick_task_policy`; everything else from the `tripclick_*` Variables and the Connections
-`docker_server0`, `docker_server1`, `spark_cluster`, `slack_webhook` (see README).
+`docker_server0`, `docker_server1`, `spark_cluster`, `slack_webhook` (see docs/configuration.md).
 """
 
 policy = load_policy()

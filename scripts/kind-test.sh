@@ -13,7 +13,7 @@
 # (local ports of the api-server and gold-database port-forwards, default 18080 and 15432),
 # KIND_CLUSTER (default tripclick).
 #
-# The numbered "# step N:" lines are the step list; README "Test on Kubernetes locally" repeats them
+# The numbered "# step N:" lines are the step list; docs/testing.md "Test on Kubernetes locally" repeats them
 # word for word and tests/kind checks that the two agree.
 set -euo pipefail
 

@@ -1,6 +1,6 @@
 """Pipeline configuration: the Airflow Variables and Connections the DAG reads, with defaults.
 
-``VARIABLES`` is the single documented table (README's configuration reference is checked
+``VARIABLES`` is the single documented table (docs/configuration.md's reference is checked
 against it). Values are read when a task runs, never at parse time, except the task policy
 (see ``policy.py``). Every problem is collected and reported at once, naming the item and how
 to set it, so a misconfigured deployment fails in one go instead of one fix per run.

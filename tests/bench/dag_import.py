@@ -2,7 +2,7 @@
 
 Every KubernetesExecutor task pod starts a fresh interpreter and parses the DAG file once, so this
 cost is paid per task. Each sample is a new process; samples of the two files are interleaved so
-machine noise hits both alike. Prints medians and the ratio; asserts nothing (see README).
+machine noise hits both alike. Prints medians and the ratio; asserts nothing (see docs/testing.md).
 """
 
 from __future__ import annotations

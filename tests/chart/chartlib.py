@@ -30,7 +30,7 @@ RELEASE = "tripclick"
 NAMESPACE = "airflow"
 KUBE_VERSIONS = ("1.30", "1.31", "1.32", "1.33")
 
-# The documented overlay orders (README): base first, then the environment.
+# The documented overlay orders (docs/install.md): base first, then the environment.
 OVERLAYS = {
     "base": ("base",),
     "base+k3s-ec2": ("base", "k3s-ec2"),

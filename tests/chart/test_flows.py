@@ -3,7 +3,7 @@
 tests/chart/flows.yaml is the table: needed flows must be allowed, forbidden ones denied, and a needed
 flow on a port the table does not list must be denied too. Pods on the host network (the Spark tasks)
 and hosts outside the cluster are not filtered by NetworkPolicy: for every flow that leaves or enters
-the node, the README's "Security groups" table must have the row, and no row without a flow.
+the node, docs/install.md's "Security groups" table must have the row, and no row without a flow.
 """
 
 from __future__ import annotations
@@ -148,7 +148,7 @@ def _by(decision: netpol.Decision, side: str) -> str:
 def test_every_needed_flow_is_allowed(policies, values, capsys):
     points = endpoints()
     rows, denied = [], []
-    sg_rows = readme_security_groups()
+    sg_rows = install_security_groups()
     for flow in expand("flows", values):
         verdicts = [verdict(policies, points, flow, port) for port in sample_ports(flow)]
         if not all(v.allowed for v in verdicts):
@@ -168,7 +168,7 @@ def test_every_needed_flow_is_allowed(policies, values, capsys):
 
 def test_every_forbidden_flow_is_denied(policies, values):
     points = endpoints()
-    sg_rows = readme_security_groups()
+    sg_rows = install_security_groups()
     allowed = []
     for flow in expand("forbidden", values):
         verdicts = [verdict(policies, points, flow, port) for port in sample_ports(flow)]
@@ -178,7 +178,7 @@ def test_every_forbidden_flow_is_denied(policies, values):
             by = verdicts[0].egress.by + verdicts[0].ingress.by
             allowed.append(f"{flow.source} -> {flow.destination} {flow.ports} ({flow.why}): allowed by {by}")
         if not governed and crosses_the_node(flow) and covering_rows(flow, sg_rows, opened_only=True):
-            allowed.append(f"{flow.source} -> {flow.destination} {flow.ports}: the README opens it")
+            allowed.append(f"{flow.source} -> {flow.destination} {flow.ports}: docs/install.md opens it")
         if not governed and not crosses_the_node(flow):
             allowed.append(f"{flow.source} -> {flow.destination}: nothing can deny it; not a meaningful entry")
     assert allowed == [], "\n".join(allowed)
@@ -211,7 +211,7 @@ def test_the_checks_can_fail(wrapper_renders, values):
     assert not verdict(_policies(wrapper_renders[COMBO]), points, unknown, 2376).allowed
 
 
-# --- the README's security groups -------------------------------------------------------------------
+# --- docs/install.md's security groups -------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -223,10 +223,10 @@ class SecurityGroupRow:
     text: str
 
 
-def readme_security_groups() -> list[SecurityGroupRow]:
-    readme = (chartlib.REPO / "README.md").read_text()
-    match = re.search(r"^### \d+\. Security groups\n(.*?)(?=^#)", readme, re.M | re.S)
-    assert match, "README has no 'Security groups' section"
+def install_security_groups() -> list[SecurityGroupRow]:
+    install = (chartlib.REPO / "docs" / "install.md").read_text()
+    match = re.search(r"^#+ \d+\. Security groups\n(.*?)(?=^#)", install, re.M | re.S)
+    assert match, "docs/install.md has no 'Security groups' section"
     rows = []
     for line in match.group(1).splitlines():
         cells = [c.strip() for c in line.strip().strip("|").split("|")]
@@ -236,11 +236,11 @@ def readme_security_groups() -> list[SecurityGroupRow]:
             (proto, int(first), int(last or first))
             for proto, first, last in re.findall(r"(TCP|UDP) (\d+)(?:-(\d+))?", cells[1])
         )
-        assert ranges, f"README security group row without a port: {line}"
+        assert ranges, f"docs/install.md security group row without a port: {line}"
         rows.append(
             SecurityGroupRow(cells[0], cells[2], ranges, tuple(re.findall(r"`(tripclick_\w+)`", cells[1])), line)
         )
-    assert rows, "README's security group table is empty"
+    assert rows, "docs/install.md's security group table is empty"
     return rows
 
 
@@ -270,25 +270,25 @@ def covering_rows(flow: Flow, rows: list[SecurityGroupRow], *, opened_only: bool
     return found
 
 
-def test_readme_security_groups_open_exactly_the_flows_that_leave_or_enter_the_node(values):
-    rows = readme_security_groups()
+def test_install_security_groups_open_exactly_the_flows_that_leave_or_enter_the_node(values):
+    rows = install_security_groups()
     needed = [f for f in expand("flows", values) if crosses_the_node(f)]
     missing = [
         f"{_sg(f.destination)} | {f.ports} | {_sg(f.source)} ({f.source} -> {f.destination}: {f.why})"
         for f in needed
         if not [r for r in covering_rows(f, rows) if r.source != "none"]
     ]
-    assert missing == [], "README 'Security groups' lacks rows:\n" + "\n".join(missing)
+    assert missing == [], "docs/install.md 'Security groups' lacks rows:\n" + "\n".join(missing)
     used = {r.text for f in needed for r in covering_rows(f, rows)}
     stale = [r.text for r in rows if r.source != "none" and r.text not in used]
-    assert stale == [], "README rows no flow of tests/chart/flows.yaml needs:\n" + "\n".join(stale)
+    assert stale == [], "docs/install.md rows no flow of tests/chart/flows.yaml needs:\n" + "\n".join(stale)
     forbidden = [f for f in expand("forbidden", values) if crosses_the_node(f)]
     closed = {r.text for f in forbidden for r in covering_rows(f, rows) if r.source == "none"}
     assert closed == {r.text for r in rows if r.source == "none"}, "every 'none' row names a forbidden flow"
 
 
-def test_the_readme_rows_for_variables_show_their_defaults():
-    for row in readme_security_groups():
+def test_the_install_rows_for_variables_show_their_defaults():
+    for row in install_security_groups():
         for name in row.variables:
             default = config.VARIABLES_BY_NAME[name].default
             assert any(a == default for _, a, _ in row.ranges), (row.text, default)

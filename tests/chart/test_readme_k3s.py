@@ -1,4 +1,4 @@
-"""The README's k3s install command sets up what the release assumes of the cluster.
+"""docs/install.md's k3s install command sets up what the release assumes of the cluster.
 
 k3s keeps Secrets unencrypted in its datastore unless the server starts with `--secrets-encryption`,
 and it cannot be turned on for a server that started without it: the documented command must carry it.
@@ -36,8 +36,8 @@ def server_flags(command: str) -> list[str]:
 
 
 def test_the_documented_k3s_install_encrypts_secrets_at_rest():
-    commands = install_commands((chartlib.REPO / "README.md").read_text())
-    assert commands, "README documents no k3s install command"
+    commands = install_commands((chartlib.REPO / "docs" / "install.md").read_text())
+    assert commands, "docs/install.md documents no k3s install command"
     for command in commands:
         flags = server_flags(command)
         assert "--secrets-encryption" in flags or "--secrets-encryption=true" in flags, (

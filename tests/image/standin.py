@@ -1,7 +1,7 @@
 """Build image/Dockerfile on a stand-in for the official Airflow base, with a private Docker daemon.
 
 The official `apache/airflow` image cannot be pulled here, so the base is made from Debian packages
-with the official image's layout (see README "The Airflow image"):
+with the official image's layout (see docs/testing.md "The Airflow image"):
   - Debian bookworm (the official 3.x images are built on debian:bookworm-slim), minbase variant;
   - user `airflow`, uid 50000, primary group 0, home /home/airflow;
   - a virtual environment at /home/airflow/.local whose bin/ comes first on PATH, as the official

@@ -1,6 +1,6 @@
 """image/Dockerfile's own steps, built on the Debian stand-in base and run.
 
-What this proves and what it does not is written in README ("The Airflow image"): the Dockerfile's
+What this proves and what it does not is written in docs/testing.md: the Dockerfile's
 instructions work (apt JRE as root, back to uid 50000, pip from requirements.txt keeping the Airflow pin,
 labels), and the result runs Airflow, Java, spark-submit and imports the DAG folder. It does not prove the
 same on the official base (Python 3.12, its preinstalled packages), which cannot be pulled here.

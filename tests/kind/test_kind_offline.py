@@ -3,7 +3,7 @@
 Here (no kind, no helm, no registry for the node image) the run skips with the script's own reason.
 Everything it applies is still validated: the stand-in manifests against Kubernetes' schemas (strict),
 the test overlay against the chart's schemas, the scripts with shellcheck, and its step list against
-README "Test on Kubernetes locally".
+docs/testing.md "Test on Kubernetes locally".
 """
 
 from __future__ import annotations
@@ -264,7 +264,7 @@ def test_slack_check_wants_one_all_success_summary_for_the_day_and_no_alert(mess
     assert done.returncode == expected, done.stdout + done.stderr
 
 
-# ---------------------------------------------------------------- the step list and the README
+# ---------------------------------------------------------------- the step list and docs/testing.md
 
 
 def script_steps() -> list[tuple[int, str]]:
@@ -279,17 +279,17 @@ def test_steps_are_numbered_in_order_and_each_is_announced():
         assert re.search(rf'say "step {n}: ', SCRIPT.read_text()), f"step {n} prints no progress line"
 
 
-def readme_steps() -> list[tuple[int, str]]:
-    readme = (REPO / "README.md").read_text()
-    section = re.search(r"^#+ Test on Kubernetes locally\s*$(.*?)(?=^#+ |\Z)", readme, re.M | re.S)
-    assert section, 'README.md has no "Test on Kubernetes locally" section: it documents `make kind-test`'
+def documented_steps() -> list[tuple[int, str]]:
+    testing = (REPO / "docs" / "testing.md").read_text()
+    section = re.search(r"^#+ Test on Kubernetes locally\s*$(.*?)(?=^#+ |\Z)", testing, re.M | re.S)
+    assert section, 'docs/testing.md has no "Test on Kubernetes locally" section: it documents `make kind-test`'
     return [(int(n), text.strip()) for n, text in re.findall(r"^(\d+)\. (.+)$", section.group(1), re.M)]
 
 
-def test_readme_lists_the_same_steps():
-    documented = readme_steps()
-    assert documented, "README 'Test on Kubernetes locally' lists no numbered steps"
-    assert documented == script_steps(), "README 'Test on Kubernetes locally' and scripts/kind-test.sh disagree"
+def test_docs_list_the_same_steps():
+    documented = documented_steps()
+    assert documented, "docs/testing.md 'Test on Kubernetes locally' lists no numbered steps"
+    assert documented == script_steps(), "docs/testing.md's kind steps and scripts/kind-test.sh disagree"
 
 
 def test_make_kind_test_is_the_script():
