@@ -8,9 +8,19 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
+# `make help` prints the targets under these headings, in this order; a `##@ <heading>` line puts the
+# targets after it under that heading, so a target keeps its place in this file.
+HELP_SECTIONS := Set up|Run|Test|Deploy|Operate
+
+##@ Set up
 .PHONY: help
-help: ## List the targets
-	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_-]+:.*## / {printf "  \033[36m%-16s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+help: ## List the targets, grouped
+	@awk -v sections='$(HELP_SECTIONS)' 'BEGIN {FS = ":.*## "; n = split(sections, order, "|")} \
+	  /^##@ / {section = substr($$0, 5); next} \
+	  /^[a-zA-Z0-9_-]+:.*## / {listed[section] = listed[section] sprintf("  \033[36m%-16s\033[0m %s\n", $$1, $$2)} \
+	  END {for (i = 1; i <= n; i++) printf "%s\033[1m%s\033[0m\n%s", (i > 1 ? "\n" : ""), order[i], listed[order[i]]; \
+	       for (s in listed) if (index("|" sections "|", "|" s "|") == 0) {print "no heading " s " in HELP_SECTIONS" > "/dev/stderr"; exit 1}}' \
+	  $(MAKEFILE_LIST)
 
 # The venv is rebuilt whenever a requirements file changes, so a fresh clone needs no set-up step.
 $(STAMP): requirements.txt requirements-dev.txt
@@ -21,6 +31,7 @@ $(STAMP): requirements.txt requirements-dev.txt
 .PHONY: venv
 venv: $(STAMP) ## Create the virtual environment from the pinned requirements
 
+##@ Test
 .PHONY: lint
 lint: $(STAMP) ## Lint Python code with ruff (Airflow rules included)
 	$(VENV)/bin/ruff check dags tests scripts demo
@@ -67,6 +78,7 @@ bench: bench-dag bench-e2e ## Print every benchmark: DAG parse cost, orchestrati
 bench-dag: $(STAMP) ## DAG cold import time against a trivial airflow.sdk DAG (medians, ratio)
 	$(PY) tests/bench/dag_import.py
 
+##@ Set up
 .PHONY: docs
 docs: $(STAMP) ## Regenerate docs/configuration.md's reference from dags/tripclick/config.py
 	$(PY) scripts/config_reference.py --write
@@ -76,6 +88,7 @@ clean: ## Remove the virtual environment and caches
 	rm -rf $(VENV) .pytest_cache .ruff_cache
 
 # --- chart ---
+##@ Operate
 .PHONY: secrets
 secrets: $(STAMP) ## Create/update the Kubernetes Secrets from secrets/<ENV>.yaml (ENV=<name>; DRY_RUN=1 previews, redacted)
 	$(PY) scripts/make_secrets.py --env "$(ENV)" $(if $(DRY_RUN),--dry-run)
@@ -89,9 +102,11 @@ $(CHECKOV_STAMP): requirements-checkov.txt
 	$(CHECKOV_VENV)/bin/python -m pip install --quiet -r requirements-checkov.txt
 	touch $@
 
+##@ Set up
 .PHONY: checkov-venv
 checkov-venv: $(CHECKOV_STAMP) ## Create .venv-checkov (checkov for the chart layer) from requirements-checkov.txt
 
+##@ Test
 .PHONY: test-chart
 test-chart: $(STAMP) $(CHECKOV_STAMP) ## Chart layer: overlay schemas, wrapper templates, flows, checkov, full render (needs AIRFLOW_CHART_SOURCE), budget, executor view
 	$(PY) -m pytest tests/chart
@@ -110,6 +125,7 @@ AIRFLOW_BASE_IMAGE ?=
 IMAGE_DOCKER ?= docker
 IMAGE_BUILD_FLAGS ?=
 
+##@ Deploy
 .PHONY: image
 image: ## Build the Airflow image tripclick-airflow:<airflow version>-<git short rev> (image/Dockerfile)
 	@test -n "$(IMAGE_AIRFLOW_VERSION)" || { echo "requirements.txt has no apache-airflow==<version> line; add it" >&2; exit 1; }
@@ -123,6 +139,7 @@ image: ## Build the Airflow image tripclick-airflow:<airflow version>-<git short
 image-ref: ## Print the image reference `make image` builds
 	@echo $(AIRFLOW_IMAGE)
 
+##@ Test
 .PHONY: lint-image
 lint-image: $(STAMP) ## Lint image/Dockerfile with hadolint (rules and ignores in image/.hadolint.yaml)
 	$(VENV)/bin/hadolint --config image/.hadolint.yaml image/Dockerfile
@@ -149,10 +166,12 @@ kind-down: ## Delete the kind cluster made by kind-test
 DEMO_DATE ?= 2020-10-01
 DEMO_EVENTS ?= 4000
 
+##@ Set up
 .PHONY: system-deps
 system-deps: ## Check the system packages the demo stack needs; install them on Debian/Ubuntu as root
 	bash scripts/system_deps.sh
 
+##@ Run
 .PHONY: demo-up
 demo-up: system-deps $(STAMP) ## Start the local stack and load the producer image (reuses what is already up)
 	$(PY) -m demo.stack up
@@ -169,6 +188,7 @@ demo-status: ## One line per local-stack service: healthy, unhealthy or down
 demo-down: ## Stop every process the local stack started (by PID); data stays in .state/demo
 	@if [ -x $(PY) ]; then $(PY) -m demo.stack down; else echo "no venv: nothing was started"; fi
 
+##@ Test
 .PHONY: test-e2e
 test-e2e: system-deps $(STAMP) ## End-to-end layer: the pipeline on the real local stack, faults included; stops the stack after
 	$(PY) -m pytest tests/e2e
