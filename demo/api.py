@@ -15,7 +15,6 @@ from pathlib import Path
 from demo.stack import config
 
 TERMINAL = {"success", "failed"}
-TASK_DONE = {"success", "failed", "skipped", "upstream_failed", "removed"}
 MARTS = ("mart_session_analysis", "mart_daily_traffic", "mart_clinical_areas", "mart_popular_documents")
 
 

@@ -19,62 +19,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-try:
-    import xxhash
-except ImportError:  # the pinned wheel is the normal path; this keeps the generator usable without it
-    xxhash = None
-
-_P1, _P2, _P3, _P4, _P5 = (
-    11400714785074694791,
-    14029467366897019727,
-    1609587929392839161,
-    9650029242287828579,
-    2870177450012600261,
-)
-_M = (1 << 64) - 1
-
-
-def _rotl(x: int, r: int) -> int:
-    return ((x << r) | (x >> (64 - r))) & _M
-
-
-def _round(acc: int, lane: int) -> int:
-    return (_rotl((acc + lane * _P2) & _M, 31) * _P1) & _M
-
-
-def xxh64_hex(data: bytes, seed: int = 0) -> str:
-    """XXH64 (the xxhash package's xxh64().hexdigest()); pure Python fallback of the same algorithm."""
-    if xxhash is not None:
-        return xxhash.xxh64(data, seed=seed).hexdigest()
-    n, i = len(data), 0
-    if n >= 32:
-        v = [(seed + _P1 + _P2) & _M, (seed + _P2) & _M, seed, (seed - _P1) & _M]
-        while i + 32 <= n:
-            for k in range(4):
-                v[k] = _round(v[k], int.from_bytes(data[i + 8 * k : i + 8 * k + 8], "little"))
-            i += 32
-        h = (_rotl(v[0], 1) + _rotl(v[1], 7) + _rotl(v[2], 12) + _rotl(v[3], 18)) & _M
-        for lane in v:
-            h = ((h ^ _round(0, lane)) * _P1 + _P4) & _M
-    else:
-        h = (seed + _P5) & _M
-    h = (h + n) & _M
-    while i + 8 <= n:
-        h = (_rotl(h ^ _round(0, int.from_bytes(data[i : i + 8], "little")), 27) * _P1 + _P4) & _M
-        i += 8
-    if i + 4 <= n:
-        h = (_rotl(h ^ (int.from_bytes(data[i : i + 4], "little") * _P1 & _M), 23) * _P2 + _P3) & _M
-        i += 4
-    while i < n:
-        h = (_rotl(h ^ (data[i] * _P5 & _M), 11) * _P1) & _M
-        i += 1
-    h ^= h >> 33
-    h = (h * _P2) & _M
-    h ^= h >> 29
-    h = (h * _P3) & _M
-    h ^= h >> 32
-    return f"{h:016x}"
-
+import xxhash
 
 CLINICAL_AREAS = [
     "Cardiology",
@@ -144,7 +89,7 @@ def server_of(session_id: str, servers: int = 2) -> int:
 
 
 def dedup_key(session_id: str, document_id: int, event_ts: str) -> str:
-    return xxh64_hex(f"{session_id}|{document_id}|{event_ts}".encode())
+    return xxhash.xxh64(f"{session_id}|{document_id}|{event_ts}".encode()).hexdigest()
 
 
 def fmt_ts(t: dt.datetime) -> str:

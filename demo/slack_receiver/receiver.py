@@ -5,7 +5,7 @@ Slack's answers are mirrored so the Slack provider's hook sees what it would see
   POST another path                                                       -> 404 "no_service"
   POST a body that is not a JSON object                                   -> 400 "invalid_payload"
   POST JSON with neither "text" nor "blocks"                              -> 400 "no_text"
-For tests and the demo summary: GET /messages (JSON list), DELETE /messages, GET /health.
+For tests and the demo summary: GET /messages (JSON list), GET /health.
 Messages are appended as JSON lines to --store so they survive a restart of the receiver.
 """
 
@@ -38,10 +38,6 @@ class Store:
             lines = self.path.read_text().splitlines()
         return [json.loads(line) for line in lines if line.strip()]
 
-    def clear(self) -> None:
-        with self.lock:
-            self.path.write_text("")
-
 
 def make_handler(store: Store, webhook_path: str):
     class Handler(BaseHTTPRequestHandler):
@@ -63,13 +59,6 @@ def make_handler(store: Store, webhook_path: str):
                 self._send(200, "ok")
             elif self.path == "/messages":
                 self._send(200, json.dumps(store.all()), "application/json")
-            else:
-                self._send(404, "no_service")
-
-        def do_DELETE(self) -> None:  # noqa: N802
-            if self.path == "/messages":
-                store.clear()
-                self._send(200, "ok")
             else:
                 self._send(404, "no_service")
 

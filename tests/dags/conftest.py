@@ -18,7 +18,6 @@ os.environ["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"] = "postgresql+psycopg2://nobod
 for key, value in DEV_ENV.items():
     os.environ.setdefault(key, value)
 
-EVENT_DATE = "2020-10-01"
 SCHEDULED = datetime(2020, 10, 1, 15, 0, tzinfo=UTC)
 
 

@@ -25,7 +25,7 @@ import signal
 import ssl
 import subprocess
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
@@ -97,7 +97,6 @@ class Daemon:
 
     state: Path = STATE
     started_here: bool = False
-    figures: dict[str, float] = field(default_factory=dict)
 
     @property
     def runtime(self) -> Path:
