@@ -11,6 +11,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import psutil
+
 from . import config
 
 
@@ -39,26 +41,21 @@ def tail(path: Path, lines: int = 30) -> str:
 
 
 def pid_alive(pid: int | None) -> bool:
+    """True while `pid` runs; a zombie (exited, not yet reaped) counts as gone."""
     if not pid:
         return False
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
         return False
-    except PermissionError:
+    except psutil.AccessDenied:
         return True
-    # A zombie still answers kill(0); treat it as gone.
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-        return stat.rsplit(")", 1)[1].split()[0] != "Z"
-    except FileNotFoundError:
-        return False
 
 
 def cmdline(pid: int) -> str:
     try:
-        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-    except FileNotFoundError:
+        return " ".join(psutil.Process(pid).cmdline())
+    except (psutil.NoSuchProcess, psutil.ZombieProcess, psutil.AccessDenied):
         return ""
 
 
@@ -106,22 +103,21 @@ def start(
 
 
 def stop_pid(name: str, pid: int | None, *, timeout: float = 30.0) -> bool:
-    """SIGTERM, wait, then SIGKILL the one process `pid` (and its process group, which it leads)."""
+    """SIGTERM, wait at most `timeout`, then SIGKILL the one process `pid` (and its process group, which it leads)."""
     if not pid or not pid_alive(pid):
         return False
     try:
-        os.kill(pid, signal.SIGTERM)
-    except ProcessLookupError:
+        process = psutil.Process(pid)
+        process.terminate()
+        try:
+            process.wait(timeout)
+        except psutil.TimeoutExpired:
+            print(f"  {name}: pid {pid} ignored SIGTERM for {timeout:.0f}s; sending SIGKILL")
+            process.kill()
+            with contextlib.suppress(psutil.TimeoutExpired):  # a process stuck in the kernel; reported by status
+                process.wait(timeout)
+    except psutil.NoSuchProcess:
         return False
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if not pid_alive(pid):
-            break
-        time.sleep(0.2)
-    else:
-        print(f"  {name}: pid {pid} ignored SIGTERM for {timeout:.0f}s; sending SIGKILL")
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGKILL)
     # Children that the service started in its own session (e.g. Airflow's task supervisors)
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pid, signal.SIGTERM)
@@ -168,27 +164,24 @@ def wait_for(
 def leftovers(sessions_only: bool = False) -> list[tuple[int, str]]:
     """Processes still alive from a session this stack started (or, unless sessions_only, whose command
     line mentions the stack's state folder)."""
-    needle = str(config.STATE).encode()
+    needle = str(config.STATE)
     found = []
     me = os.getpid()
     try:
         sessions = {int(x) for x in (run_dir() / "sessions").read_text().split()}
     except FileNotFoundError:
         sessions = set()
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit() or int(entry.name) == me:
+    for process in psutil.process_iter(["cmdline"]):
+        if process.pid == me:
             continue
+        cmd = " ".join(process.info["cmdline"] or [])
         try:
-            cmd = (entry / "cmdline").read_bytes()
-        except (FileNotFoundError, PermissionError, ProcessLookupError):
-            continue
-        try:
-            sid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[3])
-        except (FileNotFoundError, IndexError, ValueError):
+            sid = os.getsid(process.pid)
+        except (ProcessLookupError, PermissionError):
             sid = -1
         mentions = not sessions_only and needle in cmd
-        if (sid in sessions or mentions) and pid_alive(int(entry.name)):
-            found.append((int(entry.name), cmd.replace(b"\0", b" ").decode(errors="replace")[:160]))
+        if (sid in sessions or mentions) and pid_alive(process.pid):
+            found.append((process.pid, cmd[:160]))
     return found
 
 

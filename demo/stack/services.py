@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import shutil
 import signal
 import subprocess
@@ -146,7 +147,7 @@ class Postgres(Service):
     name = "postgres"
     marker = "postgres"
     start_timeout = 60.0
-    stop_signal = signal.SIGINT  # "fast" shutdown: do not wait for Airflow's pooled connections
+    stop_timeout = 60.0
 
     def __init__(self) -> None:
         self.root = config.state("pg")
@@ -197,14 +198,12 @@ class Postgres(Service):
                 raise StackError(f"initdb failed for {self.data}:\n{r.stdout}\n{r.stderr}")
 
     def launch(self) -> int:
-        # postgres refuses to run as root; it runs as the Debian package's `postgres` user.
+        # postgres refuses to run as root; it runs as the Debian package's `postgres` user. pg_ctl -w returns
+        # once the server accepts connections (or fails with its reason); the server leads its own session.
         log = self.log
         log.touch()
         shutil.chown(log, "postgres", "postgres")
-        cmd = [
-            str(self.bindir() / "postgres"),
-            "-D",
-            str(self.data),
+        options = [
             "-p",
             str(self.port()),
             "-k",
@@ -220,7 +219,23 @@ class Postgres(Service):
             "-c",
             "full_page_writes=off",
         ]
-        return proc.start(self.name, cmd, user="postgres", cwd=Path("/"))
+        r = self._pg_ctl("start", "-l", str(log), "-t", str(int(self.start_timeout)), "-o", shlex.join(options))
+        pid = self.pid()
+        if r.returncode or not pid:
+            raise StackError(
+                f"pg_ctl start failed:\n{r.stdout}{r.stderr}\n--- last lines of {log} ---\n{proc.tail(log)}"
+            )
+        return pid
+
+    def _signal_stop(self, pid: int) -> None:
+        # "fast": end open sessions (Airflow's pooled connections) instead of waiting for them to close.
+        r = self._pg_ctl("stop", "-m", "fast", "-t", str(int(self.stop_timeout)))
+        if r.returncode and proc.pid_alive(pid):
+            print(f"  {self.name}: pg_ctl stop failed ({(r.stderr or r.stdout).strip()}); stopping pid {pid}")
+            proc.stop_pid(self.name, pid, timeout=self.stop_timeout)
+
+    def _pg_ctl(self, action: str, *args: str) -> subprocess.CompletedProcess:
+        return self._as_postgres(str(self.bindir() / "pg_ctl"), action, "-D", str(self.data), "-w", *args, check=False)
 
     def healthy(self) -> bool:
         r = self._as_postgres(
@@ -269,10 +284,6 @@ class Postgres(Service):
         )
         pgpass.chmod(0o600)
         shutil.chown(pgpass, "root", "root")
-
-    def down(self) -> str:
-        msg = super().down()
-        return msg
 
 
 # ------------------------------------------------------------------------------------------ Docker daemons
