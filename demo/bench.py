@@ -24,12 +24,13 @@ import sys
 import threading
 import time
 from datetime import date, timedelta
-from pathlib import Path
+
+import psutil
 
 from demo import api
 from demo.datagen.generate import generate_day, write_day
 from demo.stack import airflow as stack_airflow
-from demo.stack import config
+from demo.stack import config, proc
 from demo.stack.services import DockerDaemon, http_get
 
 FIRST_DAY = date(2020, 7, 1)
@@ -37,35 +38,18 @@ FIRST_DAY = date(2020, 7, 1)
 
 def _children() -> dict[int, list[int]]:
     kids: dict[int, list[int]] = {}
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
-        except (FileNotFoundError, IndexError, ValueError):
-            continue
-        kids.setdefault(ppid, []).append(int(entry.name))
+    for process in psutil.process_iter(["ppid"]):
+        kids.setdefault(process.info["ppid"], []).append(process.pid)
     return kids
 
 
-def _cmd(pid: int) -> str:
-    try:
-        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-    except FileNotFoundError:
-        return ""
-
-
 def _mem_kb(pid: int) -> tuple[int, int]:
-    rss = pss = 0
+    """Resident and proportional set size in KiB (PSS shares pages mapped by several processes fairly)."""
     try:
-        for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
-            if line.startswith("Rss:"):
-                rss = int(line.split()[1])
-            elif line.startswith("Pss:"):
-                pss = int(line.split()[1])
-    except (FileNotFoundError, PermissionError, ProcessLookupError):
-        pass
-    return rss, pss
+        mem = psutil.Process(pid).memory_full_info()
+    except (psutil.NoSuchProcess, psutil.AccessDenied):
+        return 0, 0
+    return mem.rss // 1024, mem.pss // 1024
 
 
 def control_plane_pids() -> list[int]:
@@ -80,7 +64,7 @@ def control_plane_pids() -> list[int]:
             pid = stack.pop()
             pids.append(pid)
             # A LocalExecutor worker belongs to the scheduler; what it forks to run a task does not.
-            if "LocalExecutor" in _cmd(pid):
+            if "LocalExecutor" in proc.cmdline(pid):
                 continue
             stack.extend(kids.get(pid, []))
     return pids

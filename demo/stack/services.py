@@ -16,6 +16,8 @@ import time
 import urllib.request
 from pathlib import Path
 
+import psutil
+
 from . import config, proc, tls
 from .proc import StackError
 
@@ -386,12 +388,8 @@ class DockerDaemon(Service):
 
 def _mounts_under(root: Path) -> list[str]:
     prefix = str(root).rstrip("/") + "/"
-    points = []
-    for line in Path("/proc/self/mounts").read_text().splitlines():
-        point = line.split()[1].replace("\\040", " ")
-        if point == str(root) or point.startswith(prefix):
-            points.append(point)
-    return points
+    points = [part.mountpoint for part in psutil.disk_partitions(all=True)]
+    return [point for point in points if point == str(root) or point.startswith(prefix)]
 
 
 # ---------------------------------------------------------------------------------------------- Spark
