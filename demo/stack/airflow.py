@@ -69,6 +69,9 @@ def demo_variables() -> dict[str, str]:
         "tripclick_spark_apps_dir": str(config.spark_apps_dir()),
         "tripclick_spark_jobs": json.dumps(jobs),
         "tripclick_spark_conf": json.dumps({"spark.ui.enabled": "false", "spark.sql.shuffle.partitions": "2"}),
+        # No Maven repository is reachable from this machine: spark-submit gets no --packages at all. The
+        # demo needs none anyway (landing transport, local lake): the Kafka and s3a connectors are production's.
+        "tripclick_spark_packages": "{}",
         "tripclick_spark_master_ui_port": str(config.PORTS["spark_master_ui"]),
         "tripclick_spark_driver_host": config.HOST,
         "tripclick_spark_driver_port": str(config.PORTS["spark_driver"]),
