@@ -254,9 +254,9 @@ def validate(doc: Any, *, env: str) -> Plan:
     admin = doc.get("admin") if isinstance(doc.get("admin"), dict) else {}
     username = str(admin.get("username") or "")
     if not username or not username.replace("-", "").replace("_", "").replace(".", "").isalnum():
-        problems.append("admin.username: missing or not a plain name (must match tripclick.admin.username in values)")
+        problems.append("admin.username: missing or not a plain name (letters, digits, `-`, `_`, `.`)")
     elif username == "admin":
-        problems.append("admin.username: `admin` is the first name anyone tries; use the one in values/base.yaml")
+        problems.append("admin.username: `admin` is the first name anyone tries; choose another")
     if admin.get("password") is not None and len(str(admin["password"])) < 12:
         problems.append("admin.password: shorter than 12 characters (leave it out to have one generated)")
     plan.derive[ADMIN] = (username, admin.get("password"))
