@@ -27,7 +27,7 @@ SCREENSHOT_DOC = helpers.REPO / "docs" / "images" / "ui-grid.png"
 def finished_run(stack) -> tuple[str, list[str]]:
     """(run_id, task ids) of a succeeded run of the pipeline."""
     runs = stack.airflow.call(
-        "GET", f"/api/v2/dags/{helpers.DAG_ID}/dagRuns", params={"state": "success", "order_by": "-end_date"}
+        "GET", f"/dags/{helpers.DAG_ID}/dagRuns", params={"state": "success", "order_by": "-end_date"}
     )["dag_runs"]
     if runs:
         run_id = runs[0]["dag_run_id"]
