@@ -319,7 +319,9 @@ main() {
     [ "$tries" -lt 60 ] || die "api-server not reachable through the port-forward (see $STATE/port-forward.log)"
     sleep 2
   done
-  (umask 077 && kc -n "$NS" get secret tripclick-admin -o jsonpath='{.data.passwords\.json}' | base64 -d >"$STATE/admin-passwords.json")
+  (umask 077 && kc -n "$NS" get secret tripclick-admin -o json | "$PY" -c 'import base64, json, sys
+data = {k: base64.b64decode(v).decode() for k, v in json.load(sys.stdin)["data"].items()}
+print(json.dumps({data["username"]: data["password"]}))' >"$STATE/admin-passwords.json")
   "$PY" "$KIND_DIR/pipeline.py" dag-ready --url "http://127.0.0.1:$PORT" --password-file "$STATE/admin-passwords.json" --timeout 300
 
   # step 10: Trigger tripclick_daily_pipeline for the past date over the REST API and poll until the run ends

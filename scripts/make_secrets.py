@@ -47,6 +47,21 @@ ADMIN = "tripclick-admin"
 CONNECTION_IDS = ("docker_server0", "docker_server1", "spark_cluster", "slack_webhook")
 TLS_FILES = {"ca": "ca.pem", "cert": "cert.pem", "key": "key.pem"}
 TOP_KEYS = {"namespace", "release", "connections", "docker_tls", "git_ssh_key", "metadata_db", "admin"}
+# The first UI admin: the chart's hook Job creates this user in the metadata database (FAB auth manager).
+ADMIN_KEYS = ("username", "password")
+
+# Every key each Secret gets; the overlays and the chart's templates refer to these (tests/chart checks).
+SECRET_KEYS = {
+    CONNECTIONS: tuple(f"AIRFLOW_CONN_{conn_id.upper()}" for conn_id in CONNECTION_IDS),
+    DOCKER_TLS: tuple(TLS_FILES.values()),
+    GIT_SSH: ("gitSshKey",),
+    METADATA_DB: ("connection",),
+    POSTGRESQL: ("postgres-password",),
+    FERNET: ("fernet-key",),
+    API_SECRET: ("api-secret-key",),
+    JWT: ("jwt-secret",),
+    ADMIN: ADMIN_KEYS,
+}
 
 
 class InputError(Exception):
@@ -239,9 +254,9 @@ def validate(doc: Any, *, env: str) -> Plan:
     admin = doc.get("admin") if isinstance(doc.get("admin"), dict) else {}
     username = str(admin.get("username") or "")
     if not username or not username.replace("-", "").replace("_", "").replace(".", "").isalnum():
-        problems.append("admin.username: missing or not a plain name (must match tripclick.admin.username in values)")
+        problems.append("admin.username: missing or not a plain name (letters, digits, `-`, `_`, `.`)")
     elif username == "admin":
-        problems.append("admin.username: `admin` is the first name anyone tries; use the one in values/base.yaml")
+        problems.append("admin.username: `admin` is the first name anyone tries; choose another")
     if admin.get("password") is not None and len(str(admin["password"])) < 12:
         problems.append("admin.password: shorter than 12 characters (leave it out to have one generated)")
     plan.derive[ADMIN] = (username, admin.get("password"))
@@ -370,17 +385,20 @@ def apply(plan: Plan, store: Store, log=print) -> dict[str, str]:
         password = (store.read(POSTGRESQL) or {}).get("postgres-password") or REDACTED
         outcome[METADATA_DB] = store.write(METADATA_DB, plan.derive[METADATA_DB](password))
     username, given = plan.derive[ADMIN]
-    existing = json.loads((store.read(ADMIN) or {}).get("passwords.json") or "{}")
+    existing = store.read(ADMIN) or {}
+    # A Secret written for the Simple auth manager held {"<user>": "<password>"} as passwords.json.
+    earlier = json.loads(existing.get("passwords.json") or "{}")
+    kept = existing.get("password") if existing.get("username") == username else earlier.get(username)
     if given:
         password = str(given)
         log(f"{ADMIN}: password for {username} taken from the input file")
-    elif existing.get(username):
-        password = existing[username]
+    elif kept:
+        password = kept
         log(f"{ADMIN}: kept the existing password for {username}")
     else:
         password = random.token_urlsafe(18)
         log(f"{ADMIN}: {made} a password for {username}")
-    outcome[ADMIN] = store.write(ADMIN, {"passwords.json": json.dumps({username: password})})
+    outcome[ADMIN] = store.write(ADMIN, {"username": username, "password": password})
     return outcome
 
 

@@ -49,6 +49,7 @@ need shellcheck         "shellcheck (lints the kind-test scripts)"   has shellch
 need openssh-client     "ssh-keygen (kind-test's generated deploy key)" has ssh-keygen
 need faketime          "faketime (the DAG layer runs again with the clock years ahead)" has faketime
 need prometheus        "promtool (checks and unit-tests the Prometheus alerting rules)" has promtool
+need chromium          "Chromium (the e2e layer's browser test drives the UI with Playwright)" has chromium
 
 if [ ${#missing_pkgs[@]} -eq 0 ]; then
   echo "system_deps: all system packages present"

@@ -33,11 +33,23 @@ CONNECTION_EXAMPLES = {
 # Where the Spark driver learns the address executors must call back to. In Kubernetes the
 # task pod gets the node's IP here through the downward API (see pod_overrides.py).
 DRIVER_HOST_ENV = "SPARK_DRIVER_HOST"
+# Where spark-submit keeps what it fetches for --packages, when the task's environment names a folder
+# (Kubernetes: the Spark pod override's emptyDir, see pod_overrides.py).
+SPARK_IVY_DIR_ENV = "TRIPCLICK_SPARK_IVY_DIR"
 
 # Fixed paths inside the producer container: part of the producer image's contract.
 PRODUCER_DATA_MOUNT = "/app/data"
 PRODUCER_LANDING_MOUNT = "/app/landing"
 TLS_FILES = ("ca.pem", "cert.pem", "key.pem")
+
+# The connectors spark-submit fetches from Maven (`--packages`), by what needs them: the Kafka source
+# for jobs that read Kafka, the s3a:// file system for jobs whose lake or landing is on S3. Their
+# versions are the ones the pinned pyspark is built with (its jars/ folder: spark-*_2.13-<version>,
+# hadoop-client-api-<version>); tests/dags checks them against the installed pyspark.
+SPARK_PACKAGES = {
+    "kafka": "org.apache.spark:spark-sql-kafka-0-10_2.13:4.2.0",
+    "s3a": "org.apache.hadoop:hadoop-aws:3.5.0",
+}
 
 
 class ConfigError(AirflowFailException):
@@ -167,6 +179,14 @@ VARIABLES: tuple[VariableSpec, ...] = (
         "total_executor_cores, driver_memory, extra_args}}` merged over the defaults.",
     ),
     VariableSpec("tripclick_spark_conf", "json-object", {}, "Spark conf applied to every job (e.g. S3 settings)."),
+    VariableSpec(
+        "tripclick_spark_packages",
+        "json-object",
+        SPARK_PACKAGES,
+        "Maven coordinates spark-submit fetches (`--packages`): `kafka` for the jobs that read Kafka, `s3a` for "
+        "every job whose lake or landing is `s3a://`. `{}` fetches nothing (the jars must then be on Spark's "
+        "classpath already).",
+    ),
     VariableSpec(
         "tripclick_spark_driver_host",
         "str",

@@ -13,6 +13,7 @@ import logging
 import os
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 from tripclick import config
 from tripclick.run_context import event_date, show_in_ui
@@ -24,6 +25,7 @@ SPARK_VARIABLES = (
     "tripclick_spark_apps_dir",
     "tripclick_spark_jobs",
     "tripclick_spark_conf",
+    "tripclick_spark_packages",
     "tripclick_spark_driver_host",
     "tripclick_spark_driver_port",
     "tripclick_spark_blockmanager_port",
@@ -32,10 +34,6 @@ SPARK_VARIABLES = (
     "tripclick_kafka_topic",
     "tripclick_landing_dir",
 )
-
-# The Kafka source of Spark 4.x (Scala 2.13), matching the pinned pyspark. Only the jobs that
-# read Kafka need it, and only with the kafka transport.
-KAFKA_PACKAGE = "org.apache.spark:spark-sql-kafka-0-10_2.13:4.2.0"
 
 # What every job gets unless tripclick_spark_jobs says otherwise.
 _COMMON_JOB_DEFAULTS: dict[str, Any] = {
@@ -107,19 +105,49 @@ def _driver_host(values: dict[str, Any], problems: list[str], in_driver: bool) -
     return host
 
 
+def _packages(wanted: list[str], catalog: dict[str, Any], problems: list[str]) -> str:
+    """Comma-separated coordinates of the connectors this job needs, from Variable tripclick_spark_packages."""
+    unknown = sorted(set(catalog) - set(config.SPARK_PACKAGES))
+    if unknown:
+        problems.append(
+            f"Variable 'tripclick_spark_packages' has unknown key(s) {unknown}: use {sorted(config.SPARK_PACKAGES)}"
+        )
+    coordinates = []
+    for key in wanted:
+        value = catalog.get(key)
+        if value in (None, ""):
+            continue
+        if not isinstance(value, str) or value.count(":") != 2:
+            problems.append(
+                f"Variable 'tripclick_spark_packages'.{key} must be a Maven coordinate group:artifact:version, "
+                f"got {value!r}"
+            )
+            continue
+        coordinates.append(value)
+    return ",".join(coordinates)
+
+
 def spark_job(job: str, day: str, values: dict[str, Any], problems: list[str], in_driver: bool = True) -> SparkJobSpec:
     settings = _job_settings(job, values["tripclick_spark_jobs"], problems)
     root = (values["tripclick_lake_root"] or "").rstrip("/")
     args = ["--date", day, "--silver-path", f"{root}/silver", "--bronze-path", f"{root}/bronze"]
-    packages = settings["packages"]
+    wanted = []
+    storage = [root]
     if settings["reads_transport"]:
         if values["tripclick_transport"] == "kafka":
             brokers = config.require(values, "tripclick_kafka_brokers", problems, "when tripclick_transport is 'kafka'")
             args += ["--source", "kafka", "--kafka-brokers", brokers or "", "--topic", values["tripclick_kafka_topic"]]
-            packages = KAFKA_PACKAGE if packages is None else packages
+            wanted.append("kafka")
         else:
             landing = config.require(values, "tripclick_landing_dir", problems, "when tripclick_transport is 'landing'")
             args += ["--source", "landing", "--landing-path", landing or ""]
+            storage.append(landing or "")
+    # Spark's own jars bring no s3a file system: hadoop-aws (with the AWS SDK it depends on) does.
+    if any(urlsplit(path).scheme == "s3a" for path in storage):
+        wanted.append("s3a")
+    packages = _packages(wanted, values["tripclick_spark_packages"], problems)
+    if settings["packages"] is not None:
+        packages = settings["packages"]
     args += [str(arg) for arg in settings["extra_args"]]
 
     common_conf = values["tripclick_spark_conf"]
@@ -128,6 +156,11 @@ def spark_job(job: str, day: str, values: dict[str, Any], problems: list[str], i
         problems.append(f"Variable 'tripclick_spark_conf': values must be strings or numbers, got {bad}")
     conf = {key: str(value) for key, value in common_conf.items()}
     conf.update({key: str(value) for key, value in settings["conf"].items()})
+    # Ivy resolves --packages into a folder the task may write: in Kubernetes an emptyDir the Spark
+    # pod override mounts and names here (the image's home is not meant to hold downloads).
+    ivy_dir = os.environ.get(config.SPARK_IVY_DIR_ENV)
+    if packages and ivy_dir:
+        conf.setdefault("spark.jars.ivy", ivy_dir)
     conf.update(
         {
             "spark.driver.host": _driver_host(values, problems, in_driver),

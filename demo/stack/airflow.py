@@ -21,6 +21,9 @@ STREAMING_SECONDS = 20
 # The task token's lifetime, far below production's: the Spark tasks outlive it, which proves the
 # api-server renews a running task's token (the e2e happy path checks a task ran longer).
 EXECUTION_TOKEN_SECONDS = 15
+AUTH_MANAGER = "airflow.providers.fab.auth_manager.fab_auth_manager.FabAuthManager"
+# The chart's hook Job runs this file too (chart/templates/admin-user-job.yaml).
+CREATE_ADMIN = config.REPO / "chart" / "files" / "create_admin.py"
 
 
 DEMO_POLICY = {
@@ -69,6 +72,9 @@ def demo_variables() -> dict[str, str]:
         "tripclick_spark_apps_dir": str(config.spark_apps_dir()),
         "tripclick_spark_jobs": json.dumps(jobs),
         "tripclick_spark_conf": json.dumps({"spark.ui.enabled": "false", "spark.sql.shuffle.partitions": "2"}),
+        # No Maven repository is reachable from this machine: spark-submit gets no --packages at all. The
+        # demo needs none anyway (landing transport, local lake): the Kafka and s3a connectors are production's.
+        "tripclick_spark_packages": "{}",
         "tripclick_spark_master_ui_port": str(config.PORTS["spark_master_ui"]),
         "tripclick_spark_driver_host": config.HOST,
         "tripclick_spark_driver_port": str(config.PORTS["spark_driver"]),
@@ -115,9 +121,8 @@ def env() -> dict[str, str]:
         AIRFLOW__API__SECRET_KEY=s["api_secret_key"],
         AIRFLOW__API_AUTH__JWT_SECRET=s["jwt_secret"],
         AIRFLOW__EXECUTION_API__JWT_EXPIRATION_TIME=str(EXECUTION_TOKEN_SECONDS),
-        AIRFLOW__CORE__AUTH_MANAGER="airflow.api_fastapi.auth.managers.simple.simple_auth_manager.SimpleAuthManager",
-        AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS=f"{config.ADMIN_USER}:admin",
-        AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE=str(home / "passwords.json"),
+        # Production's auth manager: users in the metadata database, the admin created by the chart's own script.
+        AIRFLOW__CORE__AUTH_MANAGER=AUTH_MANAGER,
         AIRFLOW__LOGGING__BASE_LOG_FOLDER=str(home / "logs"),
         AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT=str(config.PORTS["worker_log_server"]),
         AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT=str(config.PORTS["triggerer_log_server"]),
@@ -146,16 +151,41 @@ def env_fingerprint(e: dict[str, str]) -> str:
 
 
 def ensure_db(e: dict[str, str]) -> None:
-    """`airflow db migrate` once per Airflow version and database."""
+    """`airflow db migrate` once per Airflow and FAB version and database, then the admin user if missing."""
     home = airflow_home()
     home.mkdir(parents=True, exist_ok=True)
-    (home / "passwords.json").write_text(json.dumps({config.ADMIN_USER: config.load_secrets()["admin_password"]}))
-    (home / "passwords.json").chmod(0o600)
     from importlib.metadata import version
 
-    marker = home / f".migrated-{version('apache-airflow-core')}"
-    if marker.exists():
-        return
+    marker = home / f".migrated-{version('apache-airflow-core')}-fab-{version('apache-airflow-providers-fab')}"
+    if not marker.exists():
+        migrate(e)
+        marker.write_text("ok\n")
+    admin_marker = home / f".admin-{config.ADMIN_USER}"
+    if not admin_marker.exists():
+        create_admin(e)
+        admin_marker.write_text("ok\n")
+
+
+def create_admin(e: dict[str, str]) -> None:
+    """The UI admin with the generated password, by the script the chart's hook Job runs (password in the
+    environment, not on the command line)."""
+    log = proc.log_path("airflow-create-admin")
+    admin = {"ADMIN_USERNAME": config.ADMIN_USER, "ADMIN_PASSWORD": config.load_secrets()["admin_password"]}
+    with open(log, "wb") as out:
+        r = subprocess.run(
+            [str(config.VENV_BIN / "python"), str(CREATE_ADMIN)],
+            env={**e, **admin},
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            timeout=300,
+            check=False,
+        )
+    if r.returncode:
+        raise StackError(f"creating the admin user failed (exit {r.returncode}).\n--- {log} ---\n{proc.tail(log)}")
+    print(f"  admin user {config.ADMIN_USER}: {proc.tail(log).strip().splitlines()[-1]}")
+
+
+def migrate(e: dict[str, str]) -> None:
     log = proc.log_path("airflow-db-migrate")
     t0 = time.monotonic()
     with open(log, "wb") as out:
@@ -170,7 +200,6 @@ def ensure_db(e: dict[str, str]) -> None:
     if r.returncode:
         raise StackError(f"airflow db migrate failed (exit {r.returncode}).\n--- {log} ---\n{proc.tail(log)}")
     print(f"  airflow db migrate: done ({time.monotonic() - t0:.0f}s)")
-    marker.write_text("ok\n")
 
 
 def health() -> dict:

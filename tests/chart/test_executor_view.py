@@ -116,3 +116,35 @@ def test_task_resources_come_from_the_task_policy(task_pods, full_renders):
         assert pod["metadata"]["labels"]["component"] == "worker"
         assert pod["metadata"]["labels"]["release"] == "tripclick"
         assert jmespath.search("spec.initContainers[].name", pod) == ["git-sync-init"]
+
+
+def test_every_file_a_task_reads_is_in_its_pod(task_pods, full_renders):
+    """With the production overlays' Variables, each path a task opens (Spark application, Docker TLS
+    files, ...) is in the image or under a volume of the pod the executor builds for it."""
+    from tests.chart import pod_files
+
+    values = pod_files.production_variables(chartlib.objects(full_renders["base+k3s-ec2"]))
+    missing = []
+    for task_id, pod in sorted(task_pods.items()):
+        for path in pod_files.task_reads(task_id, values):
+            reason = pod_files.why_missing(pod, path)
+            if reason:
+                missing.append(f"{task_id}: {path}: {reason}")
+    assert missing == []
+    read = {task_id for task_id in task_pods if pod_files.task_reads(task_id, values)}
+    assert read >= SPARK_TASKS | DOCKER_TASKS, "the check must see the Spark applications and the TLS files"
+
+
+def test_spark_tasks_fetch_connectors_into_a_scratch_volume(task_pods):
+    """spark-submit --packages writes the connectors through Ivy into the folder the task names, which
+    is an emptyDir of the pod (sized), not the image."""
+    for task_id in SPARK_TASKS:
+        pod = task_pods[task_id]
+        env = {e["name"]: e.get("value") for e in _base(pod)["env"]}
+        ivy = env["TRIPCLICK_SPARK_IVY_DIR"]
+        (mount,) = jmespath.search(f"volumeMounts[?mountPath=='{ivy}']", _base(pod))
+        assert not mount.get("readOnly"), task_id
+        volume = next(v for v in pod["spec"]["volumes"] if v["name"] == mount["name"])
+        assert volume["emptyDir"]["sizeLimit"], task_id
+    for task_id in set(task_pods) - SPARK_TASKS:
+        assert "TRIPCLICK_SPARK_IVY_DIR" not in {e["name"] for e in _base(task_pods[task_id])["env"]}, task_id

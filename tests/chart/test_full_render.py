@@ -7,6 +7,7 @@ or `helm dependency build chart`. Without it every test here skips with that rea
 from __future__ import annotations
 
 import configparser
+import json
 import re
 
 import helm_python
@@ -83,6 +84,8 @@ def test_kubernetes_executor_and_nothing_celery(full_renders, combo):
         ("Deployment", "tripclick-dag-processor"),
         ("StatefulSet", "tripclick-triggerer"),
         ("Job", "tripclick-run-airflow-migrations"),
+        # The wrapper's hook: the first UI admin from its Secret.
+        ("Job", "tripclick-admin-user"),
     }
     if combo == "base+kind":
         expected.add(("StatefulSet", "tripclick-postgresql"))
@@ -241,19 +244,69 @@ def test_production_logs_go_to_s3_and_the_triggerer_volume_fits_the_node(full_re
     assert claim["storageClassName"] == "local-path"
 
 
-def test_admin_login_comes_from_the_secret_not_values(full_renders):
-    objs = _objs(full_renders, "base+k3s-ec2")
+@pytest.mark.parametrize("combo", ["base+k3s-ec2", "base+kind"])
+def test_the_fab_admin_is_created_from_the_secret_by_a_hook_job(full_renders, combo):
+    """FAB keeps users in the metadata database; the first admin is made by the wrapper's hook Job from the
+    Secret's keys (env from secretKeyRef, never an argument), after the migration, as the image's user."""
+    objs = _objs(full_renders, combo)
     core = _airflow_cfg(objs)["core"]
-    assert core["auth_manager"].endswith("SimpleAuthManager")
-    assert core["simple_auth_manager_users"] == "tripclick-admin:admin"
-    api = next(o for o in objs if o["kind"] == "Deployment" and o["metadata"]["name"] == "tripclick-api-server")
-    spec = api["spec"]["template"]["spec"]
-    copy = jmespath.search("initContainers[?name=='admin-passwords'] | [0]", spec)
-    assert core["simple_auth_manager_passwords_file"] in copy["command"][-1]
-    assert jmespath.search("volumes[?name=='admin-passwords'].secret.secretName", spec) == ["tripclick-admin"]
-    main = jmespath.search("containers[?name=='api-server'] | [0]", spec)
-    assert "/opt/airflow/auth" in jmespath.search("volumeMounts[].mountPath", main)
+    assert core["auth_manager"] == "airflow.providers.fab.auth_manager.fab_auth_manager.FabAuthManager"
+    assert not [k for k in core if k.startswith("simple_auth_manager")]
     assert not [o for o in objs if "create-user" in o["metadata"]["name"] and o["kind"] == "Job"]
+    (job,) = [o for o in objs if o["kind"] == "Job" and o["metadata"]["name"] == "tripclick-admin-user"]
+    hooks = job["metadata"]["annotations"]
+    assert set(hooks["helm.sh/hook"].split(",")) == {"post-install", "post-upgrade"}
+    migrate = next(
+        o for o in objs if o["kind"] == "Job" and o["metadata"]["name"] == "tripclick-run-airflow-migrations"
+    )
+    migrate_hooks = migrate["metadata"].get("annotations") or {}
+    if "helm.sh/hook-weight" in migrate_hooks:
+        assert int(hooks["helm.sh/hook-weight"]) > int(migrate_hooks["helm.sh/hook-weight"])
+    spec = job["spec"]["template"]["spec"]
+    (wait,) = spec["initContainers"]
+    assert wait["command"][:3] == ["airflow", "db", "check-migrations"]
+    (main,) = spec["containers"]
+    env = {e["name"]: e for e in main["env"]}
+    assert env["ADMIN_USERNAME"]["valueFrom"] == {"secretKeyRef": {"name": "tripclick-admin", "key": "username"}}
+    assert env["ADMIN_PASSWORD"]["valueFrom"] == {"secretKeyRef": {"name": "tripclick-admin", "key": "password"}}
+    assert env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"]["valueFrom"]["secretKeyRef"]["key"] == "connection"
+    assert not [e for e in main["env"] if "value" in e], "the Job's environment comes from Secrets only"
+    assert main["command"][:2] == ["python", "-c"]
+    script = main["command"][2]
+    assert script == (chartlib.CHART / "files" / "create_admin.py").read_text()
+    assert "ADMIN_PASSWORD" in script and "sys.argv" not in script
+    assert "$(ADMIN_PASSWORD)" not in json.dumps(main), "Kubernetes would expand it into the command line"
+    assert spec["securityContext"]["runAsUser"] == 50000 and spec["securityContext"]["runAsNonRoot"] is True
+    assert main["securityContext"]["allowPrivilegeEscalation"] is False
+    assert spec["automountServiceAccountToken"] is False
+    assert main["image"] == wait["image"] == chartlib.pod_template(objs)["spec"]["containers"][0]["image"]
+    labels = job["spec"]["template"]["metadata"]["labels"]
+    assert {"tier": "airflow", "release": "tripclick"}.items() <= labels.items(), "the release's NetworkPolicies"
+    config_map = spec["volumes"][0]["configMap"]["name"]
+    assert [o for o in objs if o["kind"] == "ConfigMap" and o["metadata"]["name"] == config_map]
+
+
+@pytest.mark.parametrize("combo", ["base+k3s-ec2", "base+kind"])
+def test_no_password_is_a_literal_anywhere_in_the_release(full_renders, combo):
+    """Every environment variable named like a password, the admin's included, is read from a Secret."""
+    found = []
+
+    def walk(node, where):
+        if isinstance(node, dict):
+            if isinstance(node.get("name"), str) and "PASSWORD" in node["name"].upper() and "value" in node:
+                found.append(f"{where}: {node['name']}")
+            for key, value in node.items():
+                walk(value, f"{where}.{key}")
+        elif isinstance(node, list):
+            for index, value in enumerate(node):
+                walk(value, f"{where}[{index}]")
+
+    objs = _objs(full_renders, combo)
+    for obj in objs:
+        walk(chartlib.strip_source(obj), f"{obj['kind']}/{obj['metadata']['name']}")
+    assert found == []
+    admin = [o for o in objs if o["metadata"]["name"] == "tripclick-admin-user"]
+    assert "ADMIN_PASSWORD" in json.dumps(admin), "the check must see the admin Job"
 
 
 def test_kind_uses_the_local_image_and_the_bundled_database(full_renders):

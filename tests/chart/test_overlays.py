@@ -152,13 +152,25 @@ def test_variables_schema_matches_the_dag():
             assert sorted(props[spec.name]["enum"]) == sorted(spec.choices), spec.name
 
 
-def test_admin_user_is_the_same_everywhere():
-    values = chartlib.overlay_values(("base",))
-    user = values["tripclick"]["admin"]["username"]
-    assert user != "admin"
-    assert values["airflow"]["config"]["core"]["simple_auth_manager_users"] == f"{user}:admin"
+def test_the_admin_comes_from_the_secret_make_secrets_writes():
+    """Values name only the Secret; its name and keys are the ones `make secrets` writes."""
+    import importlib.util
+    import sys
+
+    values = chartlib.deep_merge(chartlib.load_yaml(chartlib.CHART / "values.yaml"), chartlib.overlay_values(("base",)))
+    admin = values["tripclick"]["admin"]
+    assert set(admin) == {"createUser", "secretName", "resources"}, "no user name or password in values"
+    assert admin["createUser"] is True
+    module = sys.modules.get("make_secrets")
+    if module is None:
+        spec = importlib.util.spec_from_file_location("make_secrets", chartlib.REPO / "scripts" / "make_secrets.py")
+        module = importlib.util.module_from_spec(spec)
+        sys.modules["make_secrets"] = module
+        spec.loader.exec_module(module)
+    assert admin["secretName"] == module.ADMIN
+    assert set(module.SECRET_KEYS[module.ADMIN]) == {"username", "password"}
     example = chartlib.load_yaml(chartlib.REPO / "secrets" / "production.yaml.example")
-    assert example["admin"]["username"] == user
+    assert example["admin"]["username"] != "admin"
 
 
 def _hash_req(req: list[dict], lock: list[dict]) -> str:

@@ -11,6 +11,7 @@ import base64
 import datetime
 import importlib.util
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -183,8 +184,18 @@ def test_reruns_keep_generated_keys_and_update_changed_input(files):
     assert {name: store.read(name) for name in keys} == keys
     assert second[ms.CONNECTIONS] == "updated"
     assert second[ms.FERNET] == second[ms.JWT] == second[ms.ADMIN] == "unchanged"
-    admin = json.loads(store.read(ms.ADMIN)["passwords.json"])
-    assert list(admin) == ["tripclick-admin"] and len(admin["tripclick-admin"]) >= 20
+    admin = store.read(ms.ADMIN)
+    assert sorted(admin) == ["password", "username"]
+    assert admin["username"] == "tripclick-admin" and len(admin["password"]) >= 20
+
+
+def test_a_simple_auth_manager_password_is_kept_when_the_secret_moves_to_fab(files):
+    """The Secret of the Simple auth manager ({user: password} in passwords.json) becomes username and
+    password without a new password: the operator's stored one keeps working."""
+    store = MemoryStore()
+    store.secrets[ms.ADMIN] = {"passwords.json": json.dumps({"tripclick-admin": "kept-from-before-1234"})}
+    ms.apply(ms.validate(_doc("production.yaml.example", files), env="p"), store, log=lambda _: None)
+    assert store.read(ms.ADMIN) == {"username": "tripclick-admin", "password": "kept-from-before-1234"}
 
 
 def test_bundled_database_gets_one_generated_password(files):
@@ -277,22 +288,49 @@ def test_make_secrets_creates_what_the_release_refers_to(full_renders, files, co
     assert missing == [], missing
 
 
-def test_the_admin_secret_logs_in_the_user_the_values_name(files, tmp_path, monkeypatch):
-    """Airflow's own Simple auth manager, fed as the api-server is (values' users, the Secret's file),
-    finds a password for every user: it would otherwise generate one and print it to the log."""
+def test_the_admin_secret_logs_in_through_fab(files, tmp_path, monkeypatch):
+    """The script of the chart's hook Job, fed the Secret as the Job feeds it (environment only), creates an
+    Admin whose stored password is a hash that checks against the Secret's password (FAB's login compares
+    it the same way); a rerun (the next upgrade) leaves the user alone."""
+    import subprocess
+
     store = MemoryStore()
     ms.apply(ms.validate(_doc("production.yaml.example", files), env="p"), store, log=lambda _: None)
-    passwords = tmp_path / "passwords.json"
-    passwords.write_text(store.read(ms.ADMIN)["passwords.json"])
-    core = chartlib.overlay_values(("base",))["airflow"]["config"]["core"]
-    monkeypatch.setenv("AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS", core["simple_auth_manager_users"])
-    monkeypatch.setenv("AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE", str(passwords))
-    from airflow.api_fastapi.auth.managers.simple.simple_auth_manager import SimpleAuthManager
-
-    before = passwords.read_text()
-    SimpleAuthManager().init()
-    assert passwords.read_text() == before, "the auth manager had to invent a password: usernames differ"
-    assert [u.username for u in SimpleAuthManager.get_users()] == list(json.loads(before))
+    secret = store.read(ms.ADMIN)
+    home = tmp_path / "airflow"
+    home.mkdir()
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW")},
+        "AIRFLOW_HOME": str(home),
+        "AIRFLOW__CORE__AUTH_MANAGER": "airflow.providers.fab.auth_manager.fab_auth_manager.FabAuthManager",
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home / 'airflow.db'}",
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+    }
+    python = sys.executable
+    subprocess.run([python, "-m", "airflow", "db", "migrate"], env=env, check=True, capture_output=True, timeout=600)
+    script = str(chartlib.CHART / "files" / "create_admin.py")
+    job_env = env | {"ADMIN_USERNAME": secret["username"], "ADMIN_PASSWORD": secret["password"]}
+    for expected in ("created", "left as it is"):
+        done = subprocess.run([python, script], env=job_env, capture_output=True, text=True, timeout=300, check=False)
+        assert done.returncode == 0, done.stdout + done.stderr
+        assert expected in done.stdout
+        assert secret["password"] not in done.stdout + done.stderr
+    check = (
+        "import os\n"
+        "from werkzeug.security import check_password_hash\n"
+        "from airflow.providers.fab.auth_manager.cli_commands.utils import get_application_builder\n"
+        "with get_application_builder() as ab:\n"
+        "    stored = ab.sm.find_user(username=os.environ['ADMIN_USERNAME'])\n"
+        "    matches = check_password_hash(stored.password, os.environ['ADMIN_PASSWORD'])\n"
+        "    hashed = os.environ['ADMIN_PASSWORD'] not in stored.password\n"
+        "    print(matches, [r.name for r in stored.roles], hashed)\n"
+    )
+    done = subprocess.run([python, "-c", check], env=job_env, capture_output=True, text=True, timeout=300, check=False)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip().splitlines()[-1] == "True ['Admin'] True"
+    wrong = job_env | {"ADMIN_PASSWORD": "not-the-password"}
+    done = subprocess.run([python, "-c", check], env=wrong, capture_output=True, text=True, timeout=300, check=False)
+    assert done.stdout.strip().splitlines()[-1].startswith("False")
 
 
 class _FakeApiServer:

@@ -244,7 +244,7 @@ def test_what_is_not_a_secret_still_renders(wrapper_chart):
         "airflow": {
             "env": [
                 {"name": "GOMEMLIMIT", "value": "48MiB"},
-                {"name": "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE", "value": "/opt/airflow/auth/p.json"},
+                {"name": "ADMIN_PASSWORD_FILE", "value": "/opt/airflow/secrets/admin/password"},
                 {"name": "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN_CMD", "value": "cat /run/conn"},
             ],
             "extraEnv": "- name: AIRFLOW__CORE__LOAD_EXAMPLES\n  value: 'False'\n",
@@ -258,4 +258,4 @@ def test_what_is_not_a_secret_still_renders(wrapper_chart):
         }
     }
     objs = chartlib.objects(_render(wrapper_chart, patch, full=False))
-    assert {o["kind"] for o in objs} == {"ConfigMap", "NetworkPolicy"}
+    assert {o["kind"] for o in objs} == {"ConfigMap", "NetworkPolicy", "Job"}

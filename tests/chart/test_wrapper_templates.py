@@ -47,7 +47,7 @@ def test_wrapper_render_really_lacks_the_official_chart(wrapper_chart, wrapper_r
 @pytest.mark.parametrize("kube", chartlib.KUBE_VERSIONS)
 def test_wrapper_objects_validate_strictly(wrapper_renders, combo, kube):
     objs = chartlib.objects(wrapper_renders[combo])
-    assert {o["kind"] for o in objs} == {"ConfigMap", "NetworkPolicy"}
+    assert {o["kind"] for o in objs} == {"ConfigMap", "NetworkPolicy", "Job"}
     for obj in objs:
         try:
             kubernetes_validate.validate(chartlib.strip_source(obj), kube, strict=True)
@@ -201,8 +201,8 @@ def test_bundled_database_without_a_password_secret_is_refused(wrapper_chart):
 def test_notes_give_port_forward_login_and_no_warning_in_production(wrapper_renders):
     text = chartlib.notes(wrapper_renders["base+k3s-ec2"])
     assert "kubectl port-forward -n airflow svc/tripclick-api-server 8080:8080" in text
-    assert "kubectl get secret -n airflow tripclick-admin -o jsonpath='{.data.passwords\\.json}'" in text
-    assert "user tripclick-admin" in text
+    assert "kubectl get secret -n airflow tripclick-admin -o jsonpath='{.data.username}'" in text
+    assert "kubectl get secret -n airflow tripclick-admin -o jsonpath='{.data.password}'" in text
     assert "s3://tripclick-airflow-logs/logs" in text
     assert "WARNINGS" not in text
 

@@ -154,7 +154,7 @@ def test_spark_tasks_use_host_network_and_node_ip_others_do_not(dag):
         if task.task_id in ("streaming_to_silver", "batch_to_bronze", "etl_to_gold"):
             assert spec.host_network is True
             assert spec.dns_policy == "ClusterFirstWithHostNet"
-            (env,) = container.env
-            assert (env.name, env.value_from.field_ref.field_path) == ("SPARK_DRIVER_HOST", "status.hostIP")
+            env = {e.name: e for e in container.env}
+            assert env["SPARK_DRIVER_HOST"].value_from.field_ref.field_path == "status.hostIP"
         else:
             assert not spec.host_network, task.task_id
