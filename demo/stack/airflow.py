@@ -76,6 +76,7 @@ def demo_variables() -> dict[str, str]:
         "tripclick_docker_tls_dir": str(config.client_tls_dir()),
         # Production retries wait minutes; the demo keeps the same retry counts with second-long delays.
         "tripclick_task_policy": json.dumps(DEMO_POLICY),
+        "tripclick_alert_email_to": config.ALERT_EMAIL_TO,
     }
     return v
 
@@ -86,6 +87,21 @@ def demo_connections() -> dict[str, str]:
         "docker_server1": f"tcp://{config.HOST}:{config.PORTS['server1']}",
         "spark_cluster": f"spark://{config.HOST}:{config.PORTS['spark_master']}",
         "slack_webhook": json.dumps({"conn_type": "slackwebhook", "password": config.slack_url()}),
+        # The stack's SMTP server: plain SMTP on loopback, no login; one try, so a test of a down server is quick.
+        "smtp_alerts": json.dumps(
+            {
+                "conn_type": "smtp",
+                "host": config.HOST,
+                "port": config.PORTS["smtp"],
+                "extra": {
+                    "from_email": config.ALERT_EMAIL_FROM,
+                    "disable_ssl": True,
+                    "disable_tls": True,
+                    "timeout": 10,
+                    "retry_limit": 1,
+                },
+            }
+        ),
     }
 
 
@@ -123,6 +139,11 @@ def env() -> dict[str, str]:
         AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT=str(config.PORTS["triggerer_log_server"]),
         AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL="60",
         AIRFLOW__SCHEDULER__ENABLE_HEALTH_CHECK="False",
+        # Metrics to the stack's StatsD capture, so the e2e layer sees what a run really emits.
+        AIRFLOW__METRICS__STATSD_ON="True",
+        AIRFLOW__METRICS__STATSD_HOST=config.HOST,
+        AIRFLOW__METRICS__STATSD_PORT=str(config.PORTS["statsd"]),
+        AIRFLOW__METRICS__STATSD_PREFIX="airflow",
         # Spark client mode: the driver runs in the task process, on loopback, with the venv's Python.
         JAVA_HOME=java_home(),
         SPARK_HOME=str(spark_home()),
