@@ -75,7 +75,11 @@ async def gold_late(context: dict[str, Any] | None = None, **_: Any) -> str | No
         if reason:
             log.info("no late message: %s", reason)
             return None
-        states = await sync_to_async(_task_states)(dag_id, run_id)
+        try:
+            states = await sync_to_async(_task_states)(dag_id, run_id)
+        except Exception:  # noqa: BLE001 - the message is still due without the stages' states
+            log.exception("the stages' states of run %s could not be read; the late message goes without them", run_id)
+            states = {}
         scheduled = _time(dag_run.get("logical_date")) or _time(dag_run.get("run_after"))
         text = late_message(
             dag_id, run_id, scheduled.astimezone(UTC).date().isoformat(), deadline, datetime.now(UTC), states
