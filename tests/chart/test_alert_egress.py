@@ -57,3 +57,21 @@ def test_the_smtp_secret_is_optional_in_every_airflow_pod_and_the_task_pods(full
     )
     container = jmespath.search("containers[?name=='triggerer'] | [0]", chartlib.pod_spec(triggerer))
     assert ref in container["envFrom"]
+
+
+def test_the_triggerer_imports_the_deadline_callback_from_the_synced_dag_folder(full_renders):
+    """The callback runs in the triggerer by its dotted path: the DAG folder must be on its PYTHONPATH."""
+    import configparser
+
+    objs = chartlib.objects(full_renders[COMBO])
+    config = next(o for o in objs if o["kind"] == "ConfigMap" and o["metadata"]["name"] == f"{chartlib.RELEASE}-config")
+    parser = configparser.ConfigParser(interpolation=None)
+    parser.read_string(config["data"]["airflow.cfg"])
+    dags_folder = parser.get("core", "dags_folder")
+    triggerer = next(
+        o for o in objs if o["kind"] in ("StatefulSet", "Deployment") and "triggerer" in o["metadata"]["name"]
+    )
+    container = jmespath.search("containers[?name=='triggerer'] | [0]", chartlib.pod_spec(triggerer))
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    assert env["PYTHONPATH"] == dags_folder
+    assert (chartlib.REPO / "dags" / "tripclick" / "deadline.py").is_file()
