@@ -14,10 +14,11 @@ from airflow.providers.apache.spark.operators.spark_submit import SparkSubmitOpe
 from airflow.providers.docker.operators.docker import DockerOperator
 from airflow.providers.standard.operators.python import PythonOperator
 from airflow.providers.standard.sensors.date_time import DateTimeSensorAsync
-from airflow.sdk import DAG, CronTriggerTimetable
+from airflow.sdk import DAG, AsyncCallback, CronTriggerTimetable, DeadlineAlert, DeadlineReference
 
 from tripclick.config import SPARK_CONN_ID, SPARK_JOBS, WEB_SERVERS
-from tripclick.notify import alert_failure, record_stage_timing, send_completion_summary
+from tripclick.deadline import gold_late
+from tripclick.notify import alert_failure, alert_retry, record_stage_timing, send_completion_summary
 from tripclick.pod_overrides import spark_driver_pod, task_pod
 from tripclick.policy import load_policy
 from tripclick.preflight import run_preflight
@@ -37,8 +38,10 @@ Runs every day at **15:00 UTC** (00:00 KST) for `event_date` = the UTC date of t
 3. `batch_to_bronze` starts when both producers and the stream are done, not before scheduled time + 2 h.
 4. `etl_to_gold` starts after bronze, not before scheduled time + 3 h.
 5. `notify_completion` posts the day's summary to Slack once every stage is done, whatever happened:
-   which stages failed, were skipped or never ran. Any failed task also posts its own alert; a
-   configuration problem (missing Connection, malformed Variable) fails its task without retries.
+   which stages failed, were skipped or never ran. Any failed task also posts its own alert (and a
+   shorter one for each retry); a configuration problem (missing Connection, malformed Variable)
+   fails its task without retries. Every message also goes by email when Variable
+   `tripclick_alert_email_to` names recipients (server: Connection `smtp_alerts`).
 
 The waits are deferrable and relative to the scheduled time: a rerun or a backfill of an old date does
 not wait. **Retries re-send events**: a realtime producer retried midway replays the day from the
@@ -60,8 +63,16 @@ with DAG(
     catchup=False,
     max_active_runs=1,
     dagrun_timeout=timedelta(hours=8),
+    # Measured from the logical date, never from queued_at: clearing a run whose deadline is measured from
+    # queued_at fails in Airflow 3.3.2 (docs/monitoring.md).
+    deadline=DeadlineAlert(
+        reference=DeadlineReference.DAGRUN_LOGICAL_DATE,
+        interval=policy.gold_deadline,
+        callback=AsyncCallback(gold_late),
+        name="gold_marts_late",
+    ),
     tags=["tripclick", "daily", "docker", "spark"],
-    default_args={"owner": "data-platform", "on_failure_callback": alert_failure},
+    default_args={"owner": "data-platform", "on_failure_callback": alert_failure, "on_retry_callback": alert_retry},
 ) as dag:
     preflight = PythonOperator(
         task_id="preflight",

@@ -38,6 +38,7 @@ def render() -> str:
         "docker_server1": "preflight, producer_server1",
         "spark_cluster": "preflight, the three Spark tasks",
         "slack_webhook": "preflight, failure alerts, notify_completion",
+        "smtp_alerts": "failure, retry and late alerts and notify_completion by email (when the recipients are set)",
     }
     for conn_id, example in config.CONNECTION_EXAMPLES.items():
         lines.append(f"| `{conn_id}` | `{example}` | {users[conn_id]} |")

@@ -43,10 +43,12 @@ FERNET = "tripclick-fernet-key"
 API_SECRET = "tripclick-api-secret-key"
 JWT = "tripclick-jwt-secret"
 ADMIN = "tripclick-admin"
+# Optional: the email alerts' server. Pods load it with envFrom optional, so no input section, no Secret.
+SMTP = "tripclick-smtp"
 
 CONNECTION_IDS = ("docker_server0", "docker_server1", "spark_cluster", "slack_webhook")
 TLS_FILES = {"ca": "ca.pem", "cert": "cert.pem", "key": "key.pem"}
-TOP_KEYS = {"namespace", "release", "connections", "docker_tls", "git_ssh_key", "metadata_db", "admin"}
+TOP_KEYS = {"namespace", "release", "connections", "docker_tls", "git_ssh_key", "metadata_db", "admin", "smtp"}
 # The first UI admin: the chart's hook Job creates this user in the metadata database (FAB auth manager).
 ADMIN_KEYS = ("username", "password")
 
@@ -61,7 +63,9 @@ SECRET_KEYS = {
     API_SECRET: ("api-secret-key",),
     JWT: ("jwt-secret",),
     ADMIN: ADMIN_KEYS,
+    SMTP: ("AIRFLOW_CONN_SMTP_ALERTS",),
 }
+SMTP_KEYS = {"host", "port", "login", "password", "from_email", "starttls", "ssl"}
 
 
 class InputError(Exception):
@@ -128,6 +132,32 @@ def _check_slack(name: str, url: str, problems: list[str]) -> None:
         problems.append(f"{name}: expected https://hooks.slack.com/services/... (http only for a loopback receiver)")
     elif not parts.hostname or not parts.path.startswith("/services/"):
         problems.append(f"{name}: expected a webhook URL whose path starts with /services/")
+
+
+def _smtp_connection(section: Any, problems: list[str]) -> str | None:
+    """AIRFLOW_CONN_SMTP_ALERTS (the smtp provider's Connection as JSON) from the input's smtp section."""
+    if not isinstance(section, dict):
+        problems.append("smtp: expected a mapping (host, port, from_email, login, password, starttls, ssl)")
+        return None
+    for extra in sorted(set(section) - SMTP_KEYS):
+        problems.append(f"smtp.{extra}: unknown key (known: {', '.join(sorted(SMTP_KEYS))})")
+    host, port, sender = section.get("host"), section.get("port"), section.get("from_email")
+    if not host or not isinstance(host, str):
+        problems.append("smtp.host: missing (the mail server's host name)")
+    if not isinstance(port, int) or isinstance(port, bool) or not 0 < port < 65536:
+        problems.append("smtp.port: missing or not a port number (587 for STARTTLS, 465 for SSL)")
+    if not isinstance(sender, str) or "@" not in sender:
+        problems.append("smtp.from_email: missing or not an address (the alerts' sender)")
+    if bool(section.get("login")) != bool(section.get("password")):
+        problems.append("smtp.login and smtp.password: give both, or neither for a server without login")
+    starttls, ssl = section.get("starttls", True), section.get("ssl", False)
+    if not isinstance(starttls, bool) or not isinstance(ssl, bool):
+        problems.append("smtp.starttls and smtp.ssl: true or false")
+    conn: dict[str, Any] = {"conn_type": "smtp", "host": host, "port": port}
+    if section.get("login") and section.get("password"):
+        conn |= {"login": str(section["login"]), "password": str(section["password"])}
+    conn["extra"] = {"from_email": sender, "disable_tls": not starttls, "disable_ssl": not ssl, "timeout": 30}
+    return json.dumps(conn)
 
 
 def _check_metadata_url(name: str, url: str, problems: list[str]) -> None:
@@ -260,6 +290,11 @@ def validate(doc: Any, *, env: str) -> Plan:
     if admin.get("password") is not None and len(str(admin["password"])) < 12:
         problems.append("admin.password: shorter than 12 characters (leave it out to have one generated)")
     plan.derive[ADMIN] = (username, admin.get("password"))
+
+    if doc.get("smtp") is not None:
+        smtp = _smtp_connection(doc["smtp"], problems)
+        if smtp is not None:
+            plan.data[SMTP] = {"AIRFLOW_CONN_SMTP_ALERTS": smtp}
 
     plan.generate[FERNET] = {"fernet-key": _fernet_key}
     plan.generate[API_SECRET] = {"api-secret-key": lambda: random.token_urlsafe(32)}

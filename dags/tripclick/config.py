@@ -22,12 +22,18 @@ SPARK_JOBS = ("streaming_to_silver", "batch_to_bronze", "etl_to_gold")
 DOCKER_CONN_IDS = {server: f"docker_{server}" for server in WEB_SERVERS}
 SPARK_CONN_ID = "spark_cluster"
 SLACK_CONN_ID = "slack_webhook"
+# Email alerts: the SMTP server and sender (extra `from_email`) of this Connection, the recipients of
+# Variable tripclick_alert_email_to. Email stays off while that Variable is unset.
+SMTP_CONN_ID = "smtp_alerts"
+ALERT_EMAIL_TO_VARIABLE = "tripclick_alert_email_to"
 
 CONNECTION_EXAMPLES = {
     "docker_server0": "tcp://<server0 host>:2376",
     "docker_server1": "tcp://<server1 host>:2376",
     "spark_cluster": "spark://<master host>:7077",
     "slack_webhook": '{"conn_type": "slackwebhook", "password": "https://hooks.slack.com/services/T/B/X"}',
+    "smtp_alerts": '{"conn_type": "smtp", "host": "<smtp host>", "port": 587, "login": "<user>", '
+    '"password": "<password>", "extra": {"from_email": "airflow@example.com"}}',
 }
 
 # Where the Spark driver learns the address executors must call back to. In Kubernetes the
@@ -221,6 +227,13 @@ VARIABLES: tuple[VariableSpec, ...] = (
         "json-list",
         [],
         "Preflight checks to skip (JSON list): `docker:server0`, `docker:server1`, `spark`, `slack`.",
+    ),
+    VariableSpec(
+        ALERT_EMAIL_TO_VARIABLE,
+        "str",
+        "",
+        "Recipients of the alert emails, comma-separated; email alerts are off while it is unset "
+        "(they also need Connection `smtp_alerts`).",
     ),
     VariableSpec(
         "tripclick_task_policy",

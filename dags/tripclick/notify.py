@@ -1,12 +1,16 @@
-"""Slack messages: an alert for every failed task and a summary when the day is over, good or bad.
+"""Alerts: a message for every failed task (and every retry), a summary when the day is over, good or
+bad, and a late message when the gold marts miss the day's deadline. Each goes to Slack and, when
+recipients are configured, by email.
 
-A notification that cannot be delivered is logged and swallowed: Slack being down must never
-fail (or retry) the pipeline it reports on.
+A notification that cannot be delivered is logged and swallowed: Slack or the mail server being down
+must never fail (or retry) the pipeline it reports on.
 """
 
 from __future__ import annotations
 
+import html
 import logging
+import re
 from datetime import UTC, datetime
 from typing import Any
 
@@ -26,18 +30,63 @@ SUMMARY_STAGES = (
     "batch_to_bronze",
     "etl_to_gold",
 )
+# Slack's markup in the first line, left out of an email's subject.
+_SLACK_MARKUP = re.compile(r"^:[a-z_]+:\s*|\*")
 
 
 def post_to_slack(text: str) -> bool:
     """Send ``text`` to the slack_webhook Connection; False (logged) when it cannot be delivered."""
     try:
-        from airflow.providers.slack.hooks.slack_webhook import SlackWebhookHook
+        from airflow.providers.slack.notifications.slack_webhook import SlackWebhookNotifier
 
-        SlackWebhookHook(slack_webhook_conn_id=config.SLACK_CONN_ID, timeout=10).send(text=text)
+        # notify() rather than calling the notifier: the text is final, and an error message quoting
+        # Jinja braces must not be rendered as a template.
+        SlackWebhookNotifier(slack_webhook_conn_id=config.SLACK_CONN_ID, text=text, timeout=10).notify({})
     except Exception:  # noqa: BLE001 - any delivery failure is reported the same way
         log.exception("Slack notification via Connection %r failed; the pipeline carries on", config.SLACK_CONN_ID)
         return False
     return True
+
+
+def email_recipients() -> list[str]:
+    """The addresses of Variable tripclick_alert_email_to (comma- or space-separated); empty: email is off."""
+    problems: list[str] = []
+    raw = config.read_variables([config.ALERT_EMAIL_TO_VARIABLE], problems)[config.ALERT_EMAIL_TO_VARIABLE]
+    if problems:
+        log.error("email alerts are off: %s", "; ".join(problems))
+        return []
+    return [address for address in re.split(r"[,\s]+", raw or "") if address]
+
+
+def email_subject(text: str) -> str:
+    return _SLACK_MARKUP.sub("", text.splitlines()[0]).strip()
+
+
+def send_email(text: str) -> bool:
+    """Mail ``text`` through the smtp_alerts Connection to the Variable's recipients; False (logged) when email
+    is off or the message cannot be delivered."""
+    try:
+        recipients = email_recipients()
+        if not recipients:
+            log.info("email alerts are off: Variable %r is not set", config.ALERT_EMAIL_TO_VARIABLE)
+            return False
+        from airflow.providers.smtp.notifications.smtp import SmtpNotifier
+
+        SmtpNotifier(
+            to=recipients,
+            smtp_conn_id=config.SMTP_CONN_ID,
+            subject=email_subject(text),
+            html_content=f"<pre>{html.escape(text)}</pre>",
+        ).notify({})
+    except Exception:  # noqa: BLE001 - any delivery failure is reported the same way
+        log.exception("Email notification via Connection %r failed; the pipeline carries on", config.SMTP_CONN_ID)
+        return False
+    return True
+
+
+def notify_all(text: str) -> dict[str, bool]:
+    """Every channel, each on its own: one that fails does not keep the message from the others."""
+    return {"slack": post_to_slack(text), "email": send_email(text)}
 
 
 NOT_RETRIED = "not retried: configuration problem; fix it, then clear the task"
@@ -61,7 +110,25 @@ def failure_message(context: Any) -> str:
 
 def alert_failure(context: Any) -> None:
     """on_failure_callback of every task."""
-    post_to_slack(failure_message(context))
+    notify_all(failure_message(context))
+
+
+def retry_message(context: Any) -> str:
+    ti = context["ti"]
+    error = context.get("exception")
+    first = str(error).strip().splitlines()[0] if error and str(error).strip() else "unknown error"
+    # No "*<task>* failed" here: that phrase marks the final failure, which alerts on its own.
+    return (
+        f":large_yellow_circle: *{ti.dag_id}* task *{ti.task_id}* will retry: try {ti.try_number} did not succeed\n"
+        f"date: {event_date(context)}   run: {ti.run_id}\n"
+        f"error: {first}\n"
+        f"log: {ti.log_url}"
+    )
+
+
+def alert_retry(context: Any) -> None:
+    """on_retry_callback of every task."""
+    notify_all(retry_message(context))
 
 
 def record_stage_timing(context: Any, result: Any = None) -> None:
@@ -75,7 +142,7 @@ def record_stage_timing(context: Any, result: Any = None) -> None:
     )
 
 
-def _format_duration(seconds: float) -> str:
+def format_duration(seconds: float) -> str:
     minutes, secs = divmod(int(round(seconds)), 60)
     hours, minutes = divmod(minutes, 60)
     return f"{hours}h{minutes:02d}m{secs:02d}s" if hours else f"{minutes}m{secs:02d}s"
@@ -103,7 +170,7 @@ def summary_message(day: str, dag_id: str, rows: list[dict[str, Any]]) -> str:
             groups.append(f"{NOT_RUN}: {', '.join(not_run)}")
         lines = [f":red_circle: *{dag_id}* did not finish for {day}: {'; '.join(groups)}"]
     for row in rows:
-        duration = "-" if row["duration_s"] is None else _format_duration(row["duration_s"])
+        duration = "-" if row["duration_s"] is None else format_duration(row["duration_s"])
         lines.append(f"- {row['stage']}: {row['state']}, started {row['start'] or '-'}, took {duration}")
     return "\n".join(lines)
 
@@ -125,5 +192,5 @@ def send_completion_summary(**context: Any) -> str:
             }
         )
     text = summary_message(event_date(context), ti.dag_id, rows)
-    post_to_slack(text)
+    notify_all(text)
     return text

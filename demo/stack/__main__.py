@@ -10,7 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from . import airflow, config, images, proc, tls
 from .proc import StackError
-from .services import DockerDaemon, Postgres, SlackReceiver, SparkMaster, SparkWorker
+from .services import DockerDaemon, Postgres, SlackReceiver, SmtpReceiver, SparkMaster, SparkWorker, StatsdCapture
 
 
 def dockers() -> list[DockerDaemon]:
@@ -18,7 +18,16 @@ def dockers() -> list[DockerDaemon]:
 
 
 def all_services() -> list:
-    return [Postgres(), *dockers(), SparkMaster(), SparkWorker(), SlackReceiver(), *airflow.components()]
+    return [
+        Postgres(),
+        *dockers(),
+        SparkMaster(),
+        SparkWorker(),
+        SlackReceiver(),
+        SmtpReceiver(),
+        StatsdCapture(),
+        *airflow.components(),
+    ]
 
 
 def _parallel(services) -> None:
@@ -46,7 +55,7 @@ def up(with_images: bool = True) -> None:
     # Folders the DAG's Variables point at: bind-mount sources must exist before a container is created.
     for folder in (config.landing_dir(), config.lake_root(), *map(config.server_data_dir, config.DOCKER_SERVERS)):
         folder.mkdir(parents=True, exist_ok=True)
-    _parallel([Postgres(), *dockers(), SparkMaster(), SlackReceiver()])
+    _parallel([Postgres(), *dockers(), SparkMaster(), SlackReceiver(), SmtpReceiver(), StatsdCapture()])
     _parallel([SparkWorker()])
     if with_images:
         images.ensure(dockers())
@@ -64,6 +73,8 @@ def print_access() -> None:
     print(f"  Airflow UI      {config.airflow_url()}  user {config.ADMIN_USER}  password {s['admin_password']}")
     print(f"  Spark master UI http://{config.HOST}:{config.PORTS['spark_master_ui']}")
     print(f"  Slack messages  http://{config.HOST}:{config.PORTS['slack']}/messages")
+    print(f"  Alert emails    {config.smtp_store()}")
+    print(f"  StatsD lines    {config.statsd_store()}")
 
 
 def down() -> None:

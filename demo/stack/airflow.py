@@ -33,6 +33,10 @@ DEMO_POLICY = {
     "streaming_to_silver": {"retries": 0},
     "batch_to_bronze": {"retries": 1, "retry_delay_s": 5, "max_retry_delay_s": 10},
     "etl_to_gold": {"retries": 1, "retry_delay_s": 5, "max_retry_delay_s": 10},
+    # The gold deadline 20 min after the etl_to_gold window opens (production: 1 h). The demo's dates are
+    # years back, so their deadlines passed before the runs start and send nothing; tests/e2e/test_alerts.py
+    # triggers runs whose logical date is just over 3 h back, so the deadline falls during the run or after.
+    "offsets": {"gold_deadline_s": 3 * 3600 + 20 * 60},
 }
 
 
@@ -82,6 +86,7 @@ def demo_variables() -> dict[str, str]:
         "tripclick_docker_tls_dir": str(config.client_tls_dir()),
         # Production retries wait minutes; the demo keeps the same retry counts with second-long delays.
         "tripclick_task_policy": json.dumps(DEMO_POLICY),
+        "tripclick_alert_email_to": config.ALERT_EMAIL_TO,
     }
     return v
 
@@ -92,6 +97,21 @@ def demo_connections() -> dict[str, str]:
         "docker_server1": f"tcp://{config.HOST}:{config.PORTS['server1']}",
         "spark_cluster": f"spark://{config.HOST}:{config.PORTS['spark_master']}",
         "slack_webhook": json.dumps({"conn_type": "slackwebhook", "password": config.slack_url()}),
+        # The stack's SMTP server: plain SMTP on loopback, no login; one try, so a test of a down server is quick.
+        "smtp_alerts": json.dumps(
+            {
+                "conn_type": "smtp",
+                "host": config.HOST,
+                "port": config.PORTS["smtp"],
+                "extra": {
+                    "from_email": config.ALERT_EMAIL_FROM,
+                    "disable_ssl": True,
+                    "disable_tls": True,
+                    "timeout": 10,
+                    "retry_limit": 1,
+                },
+            }
+        ),
     }
 
 
@@ -128,6 +148,11 @@ def env() -> dict[str, str]:
         AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT=str(config.PORTS["triggerer_log_server"]),
         AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL="60",
         AIRFLOW__SCHEDULER__ENABLE_HEALTH_CHECK="False",
+        # Metrics to the stack's StatsD capture, so the e2e layer sees what a run really emits.
+        AIRFLOW__METRICS__STATSD_ON="True",
+        AIRFLOW__METRICS__STATSD_HOST=config.HOST,
+        AIRFLOW__METRICS__STATSD_PORT=str(config.PORTS["statsd"]),
+        AIRFLOW__METRICS__STATSD_PREFIX="airflow",
         # Spark client mode: the driver runs in the task process, on loopback, with the venv's Python.
         JAVA_HOME=java_home(),
         SPARK_HOME=str(spark_home()),
@@ -135,6 +160,9 @@ def env() -> dict[str, str]:
         PYSPARK_PYTHON=str(config.VENV_BIN / "python"),
         PYSPARK_DRIVER_PYTHON=str(config.VENV_BIN / "python"),
         PGPASSFILE=str(config.state("pg", "pgpass")),
+        # The triggerer imports the deadline's callback (tripclick.deadline) by its dotted path; Airflow puts
+        # the DAG folder on sys.path only where it parses or runs DAG files.
+        PYTHONPATH=str(config.REPO / "dags"),
         NO_PROXY="127.0.0.1,localhost",
         no_proxy="127.0.0.1,localhost",
     )

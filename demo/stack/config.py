@@ -33,6 +33,8 @@ _BASE_PORTS = {
     "spark_blockmanager": 41001,
     "worker_log_server": 28793,
     "triggerer_log_server": 28794,
+    "smtp": 28025,
+    "statsd": 28045,
 }
 
 
@@ -55,6 +57,8 @@ PG_DB_AIRFLOW = "airflow"
 PG_DB_GOLD = "tripclick_gold"
 ADMIN_USER = "admin"
 SLACK_PATH = "/services/T000/B000/XXXX"
+ALERT_EMAIL_TO = "oncall@tripclick.test"
+ALERT_EMAIL_FROM = "airflow@tripclick.test"
 PRODUCER_IMAGE = "tripclick-producer"
 PRODUCER_TAG = "1.0.0"
 DAG_ID = "tripclick_daily_pipeline"
@@ -146,3 +150,13 @@ def slack_url() -> str:
 
 def airflow_url() -> str:
     return f"http://{HOST}:{PORTS['airflow_api']}"
+
+
+def smtp_store() -> Path:
+    """JSON lines of the mails the stack's SMTP server accepted (demo/smtp_receiver)."""
+    return state("smtp", "messages.jsonl")
+
+
+def statsd_store() -> Path:
+    """Every StatsD line Airflow sent to the stack's capture (demo/statsd_capture)."""
+    return state("statsd", "lines.txt")

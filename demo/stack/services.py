@@ -512,3 +512,73 @@ class SlackReceiver(Service):
 
     def describe(self) -> str:
         return config.slack_url()
+
+
+# -------------------------------------------------------------------------------------------- SMTP server
+class SmtpReceiver(Service):
+    name = "smtp-receiver"
+    marker = "demo.smtp_receiver"
+    start_timeout = 20.0
+
+    def port(self) -> int:
+        return config.PORTS["smtp"]
+
+    def launch(self) -> int:
+        cmd = [
+            str(config.VENV_BIN / "python"),
+            "-m",
+            "demo.smtp_receiver",
+            "--host",
+            config.HOST,
+            "--port",
+            str(self.port()),
+            "--store",
+            str(config.smtp_store()),
+        ]
+        return proc.start(self.name, cmd, env=clean_env(), cwd=config.REPO)
+
+    def healthy(self) -> bool:
+        import smtplib
+
+        with smtplib.SMTP(config.HOST, self.port(), timeout=3) as smtp:
+            return smtp.noop()[0] == 250
+
+    def describe(self) -> str:
+        return f"smtp://{config.HOST}:{self.port()} (messages in {config.smtp_store()})"
+
+
+# --------------------------------------------------------------------------------------- StatsD capture
+class StatsdCapture(Service):
+    name = "statsd-capture"
+    marker = "demo.statsd_capture"
+    start_timeout = 20.0
+
+    @property
+    def ready_file(self) -> Path:
+        return proc.run_dir() / f"{self.name}.ready"
+
+    def prepare(self) -> None:
+        self.ready_file.unlink(missing_ok=True)
+
+    def launch(self) -> int:
+        cmd = [
+            str(config.VENV_BIN / "python"),
+            "-m",
+            "demo.statsd_capture",
+            "--host",
+            config.HOST,
+            "--port",
+            str(config.PORTS["statsd"]),
+            "--store",
+            str(config.statsd_store()),
+            "--ready",
+            str(self.ready_file),
+        ]
+        return proc.start(self.name, cmd, env=clean_env(), cwd=config.REPO)
+
+    def healthy(self) -> bool:
+        # UDP has no handshake to probe: the capture writes its PID once its socket is bound.
+        return self.ready_file.exists() and self.ready_file.read_text() == str(self.pid())
+
+    def describe(self) -> str:
+        return f"udp://{config.HOST}:{config.PORTS['statsd']} (lines in {config.statsd_store()})"

@@ -129,7 +129,11 @@ def test_pod_template_carries_what_every_task_needs(full_renders, combo):
     for conn in CONNECTIONS:
         ref = env[f"AIRFLOW_CONN_{conn}"]["valueFrom"]["secretKeyRef"]
         assert ref == {"name": "tripclick-connections", "key": f"AIRFLOW_CONN_{conn}"}
-    assert base["envFrom"] == [{"configMapRef": {"name": "tripclick-variables"}}]
+    assert base["envFrom"] == [
+        {"configMapRef": {"name": "tripclick-variables"}},
+        # Email alerts' server, optional: a release without the Secret starts all the same.
+        {"secretRef": {"name": "tripclick-smtp", "optional": True}},
+    ]
     for container in _containers(spec):
         for kind in ("requests", "limits"):
             assert set(container["resources"][kind]) == {"cpu", "memory"}, (container["name"], kind)

@@ -88,6 +88,9 @@ def _cert_pair(tmp: Path):
     (tmp / "deploy_key").write_bytes(ssh)
 
 
+SMTP_PASSWORD = "smtp-Pa55word-never-printed"
+
+
 @pytest.fixture
 def files(tmp_path) -> Path:
     _cert_pair(tmp_path)
@@ -99,6 +102,8 @@ def _doc(example: str, files: Path) -> dict:
     doc["docker_tls"] = {k: str(files / f"{k}.pem") for k in ("ca", "cert", "key")}
     doc["git_ssh_key"] = str(files / "deploy_key")
     doc["connections"]["slack_webhook"] = WEBHOOK
+    if doc.get("smtp"):
+        doc["smtp"]["password"] = SMTP_PASSWORD
     if "connection" in doc["metadata_db"]:
         doc["metadata_db"]["connection"] = f"postgresql+psycopg2://airflow:{DB_PASSWORD}@10.20.3.10:5432/airflow"
     return doc
@@ -228,8 +233,9 @@ def test_dry_run_prints_redacted_manifests_only(files, tmp_path, capsys):
         ms.API_SECRET,
         ms.JWT,
         ms.ADMIN,
+        ms.SMTP,
     }
-    secrets_in_input = [WEBHOOK, DB_PASSWORD, (files / "key.pem").read_text().splitlines()[1]]
+    secrets_in_input = [WEBHOOK, DB_PASSWORD, (files / "key.pem").read_text().splitlines()[1], SMTP_PASSWORD]
     secrets_in_input.append((files / "deploy_key").read_text().splitlines()[1])
     for value in secrets_in_input:
         assert value not in printed
@@ -254,7 +260,8 @@ def _references(objs: list[dict]) -> set[tuple[str, str | None]]:
         if isinstance(node, dict):
             if "secretKeyRef" in node:
                 refs.add((node["secretKeyRef"]["name"], node["secretKeyRef"]["key"]))
-            if "secretRef" in node:
+            # An optional Secret (the email alerts' server) is not needed for the release to start.
+            if "secretRef" in node and not node["secretRef"].get("optional"):
                 refs.add((node["secretRef"]["name"], None))
             if "secret" in node and isinstance(node["secret"], dict) and "secretName" in node["secret"]:
                 items = node["secret"].get("items") or [{"key": None}]
@@ -436,3 +443,51 @@ def test_make_secrets_end_to_end_through_the_kubernetes_client(files, tmp_path, 
             assert jwt not in printed and WEBHOOK not in printed and DB_PASSWORD not in printed
     finally:
         api.httpd.shutdown()
+
+
+def test_smtp_section_becomes_the_optional_secret_airflow_reads_as_an_smtp_connection(files, full_renders):
+    from airflow.models.connection import Connection
+
+    store = MemoryStore()
+    ms.apply(ms.validate(_doc("production.yaml.example", files), env="p"), store, log=lambda _: None)
+    conn = Connection.from_json(store.read(ms.SMTP)["AIRFLOW_CONN_SMTP_ALERTS"], conn_id="smtp_alerts")
+    assert (conn.conn_type, conn.host, conn.port) == ("smtp", "email-smtp.ap-northeast-2.amazonaws.com", 587)
+    assert conn.login and conn.password
+    assert conn.extra_dejson["from_email"] == "airflow@tripclick.example"
+    assert conn.extra_dejson["disable_tls"] is False, "STARTTLS unless the input turns it off"
+    refs = {ref.get("name") for ref in _optional_secret_refs(chartlib.objects(full_renders["base+k3s-ec2"]))}
+    assert refs == {ms.SMTP}
+
+
+def _optional_secret_refs(objs: list[dict]) -> list[dict]:
+    found = []
+
+    def walk(node):
+        if isinstance(node, dict):
+            if isinstance(node.get("secretRef"), dict) and node["secretRef"].get("optional"):
+                found.append(node["secretRef"])
+            for value in node.values():
+                walk(value)
+        elif isinstance(node, list):
+            for value in node:
+                walk(value)
+
+    for obj in objs:
+        walk(chartlib.strip_source(obj))
+    return found
+
+
+def test_without_an_smtp_section_there_is_no_smtp_secret(files):
+    store = MemoryStore()
+    ms.apply(ms.validate(_doc("kind.yaml.example", files), env="k"), store, log=lambda _: None)
+    assert ms.SMTP not in store.secrets
+
+
+def test_a_malformed_smtp_section_is_reported_key_by_key(files):
+    doc = _doc("production.yaml.example", files)
+    doc["smtp"] = {"host": "", "port": "587", "from_email": "airflow", "login": "user", "tls": True}
+    with pytest.raises(ms.InputError) as err:
+        ms.validate(doc, env="p")
+    problems = "\n".join(err.value.problems)
+    for expected in ("smtp.tls: unknown key", "smtp.host: missing", "smtp.port:", "smtp.from_email:", "smtp.login"):
+        assert expected in problems

@@ -183,3 +183,232 @@ def test_stage_timing_is_recorded_for_the_summary():
     with time_machine.travel(datetime(2020, 10, 1, 15, 1, 35, 500000, tzinfo=UTC), tick=False):
         record_stage_timing(context)
     assert context["ti"].pushed[TIMING_XCOM_KEY] == {"start": started.isoformat(), "duration_s": 95.5}
+
+
+# --- email: the smtp provider's notifier against the stack's SMTP server (aiosmtpd) on loopback ----------
+class SmtpServer:
+    """demo/smtp_receiver's handler on a free loopback port, for the ``with`` block; .messages reads its store."""
+
+    def __init__(self, store):
+        from aiosmtpd.controller import Controller
+
+        from demo.smtp_receiver.receiver import StoreHandler
+        from tests.dags.netutil import closed_port
+
+        self.store = store
+        self.port = closed_port()
+        self.controller = Controller(StoreHandler(store), hostname="127.0.0.1", port=self.port)
+
+    def __enter__(self):
+        self.controller.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.controller.stop()
+
+    @property
+    def messages(self) -> list[dict]:
+        import json
+
+        return [json.loads(line) for line in self.store.read_text().splitlines() if line.strip()]
+
+
+def _smtp(monkeypatch, port, to="oncall@tripclick.test, lead@tripclick.test"):
+    import json
+
+    extra = {"from_email": "airflow@tripclick.test", "disable_ssl": True, "disable_tls": True, "retry_limit": 1}
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_SMTP_ALERTS", json.dumps({"conn_type": "smtp", "host": "127.0.0.1", "port": port, "extra": extra})
+    )
+    if to is not None:
+        monkeypatch.setenv("AIRFLOW_VAR_TRIPCLICK_ALERT_EMAIL_TO", to)
+
+
+def test_failure_alert_reaches_slack_and_email_alike(monkeypatch, tmp_path):
+    from tripclick.notify import alert_failure, failure_message
+
+    with WebhookReceiver() as receiver, SmtpServer(tmp_path / "mail.jsonl") as smtp:
+        _slack(monkeypatch, receiver.url)
+        _smtp(monkeypatch, smtp.port)
+        alert_failure(_context())
+    (slack,) = receiver.messages
+    (mail,) = smtp.messages
+    assert mail["mail_from"] == "airflow@tripclick.test"
+    assert mail["rcpt_tos"] == ["oncall@tripclick.test", "lead@tripclick.test"]
+    assert mail["subject"] == "tripclick_daily_pipeline task producer_server1 failed"
+    # The same text as Slack's, escaped into HTML and back.
+    assert slack["payload"]["text"] == failure_message(_context())
+    assert slack["payload"]["text"] in mail["body"].replace("&gt;", ">").replace("&lt;", "<").replace("&amp;", "&")
+    for expected in ("date: 2020-10-01", "run: scheduled__2020-10-01T15:00:00+00:00", "container exited with code 3"):
+        assert expected in mail["body"]
+
+
+def test_email_is_off_without_recipients(monkeypatch, tmp_path, caplog):
+    from tripclick.notify import notify_all
+
+    with WebhookReceiver() as receiver, SmtpServer(tmp_path / "mail.jsonl") as smtp:
+        _slack(monkeypatch, receiver.url)
+        _smtp(monkeypatch, smtp.port, to=None)
+        monkeypatch.delenv("AIRFLOW_VAR_TRIPCLICK_ALERT_EMAIL_TO", raising=False)
+        with caplog.at_level(logging.INFO):
+            assert notify_all("hello") == {"slack": True, "email": False}
+    assert smtp.messages == []
+    assert len(receiver.messages) == 1
+    assert "email alerts are off: Variable 'tripclick_alert_email_to' is not set" in caplog.text
+
+
+def test_unreachable_mail_server_is_logged_not_raised_and_slack_still_gets_it(monkeypatch, caplog):
+    from tripclick.notify import notify_all
+
+    with WebhookReceiver() as receiver:
+        _slack(monkeypatch, receiver.url)
+        _smtp(monkeypatch, closed_port())
+        with caplog.at_level(logging.ERROR):
+            assert notify_all("hello") == {"slack": True, "email": False}
+    assert len(receiver.messages) == 1
+    assert "Email notification via Connection 'smtp_alerts' failed; the pipeline carries on" in caplog.text
+
+
+def test_missing_smtp_connection_is_logged_not_raised(monkeypatch, caplog):
+    from tripclick.notify import send_email
+
+    monkeypatch.delenv("AIRFLOW_CONN_SMTP_ALERTS", raising=False)
+    monkeypatch.setenv("AIRFLOW_VAR_TRIPCLICK_ALERT_EMAIL_TO", "oncall@tripclick.test")
+    assert send_email("hello") is False
+    assert "smtp_alerts" in caplog.text
+
+
+def test_retry_alert_names_the_try_and_is_not_taken_for_the_final_failure(monkeypatch, tmp_path):
+    from tripclick.notify import alert_retry
+
+    with WebhookReceiver() as receiver, SmtpServer(tmp_path / "mail.jsonl") as smtp:
+        _slack(monkeypatch, receiver.url)
+        _smtp(monkeypatch, smtp.port)
+        alert_retry(_context())
+    (slack,) = receiver.messages
+    text = slack["payload"]["text"]
+    assert text.startswith(":large_yellow_circle: *tripclick_daily_pipeline* task *producer_server1* will retry: try 2")
+    assert "date: 2020-10-01" in text and "run: scheduled__2020-10-01T15:00:00+00:00" in text
+    # The e2e layer and operators find the final failure by this phrase.
+    assert "*producer_server1* failed" not in text
+    (mail,) = smtp.messages
+    assert mail["subject"].startswith("tripclick_daily_pipeline task producer_server1 will retry")
+
+
+def test_summary_goes_by_email_too(monkeypatch, tmp_path):
+    from tripclick.notify import SUMMARY_STAGES, send_completion_summary
+
+    context = _context(task_id="notify_completion")
+    context["ti"].states = dict.fromkeys(SUMMARY_STAGES, "success")
+    with WebhookReceiver() as receiver, SmtpServer(tmp_path / "mail.jsonl") as smtp:
+        _slack(monkeypatch, receiver.url)
+        _smtp(monkeypatch, smtp.port)
+        send_completion_summary(**context)
+    assert len(receiver.messages) == 1
+    (mail,) = smtp.messages
+    assert mail["subject"] == "tripclick_daily_pipeline finished for 2020-10-01"
+
+
+# --- the day's deadline ------------------------------------------------------------------------------------
+DEADLINE = datetime(2020, 10, 1, 19, 0, tzinfo=UTC)
+
+
+def _run(**fields):
+    return {
+        "dag_id": "tripclick_daily_pipeline",
+        "dag_run_id": "scheduled__2020-10-01T15:00:00+00:00",
+        "logical_date": "2020-10-01T15:00:00Z",
+        "queued_at": "2020-10-01T15:00:01Z",
+        "state": "running",
+        "end_date": None,
+        **fields,
+    }
+
+
+def test_late_message_names_run_what_is_not_done_and_how_late():
+    from tripclick.deadline import late_message
+
+    states = {
+        "preflight": "success",
+        "producer_server0": "success",
+        "producer_server1": "success",
+        "streaming_to_silver": "success",
+        "batch_to_bronze": "running",
+    }
+    text = late_message(
+        "tripclick_daily_pipeline",
+        "scheduled__2020-10-01T15:00:00+00:00",
+        "2020-10-01",
+        DEADLINE,
+        datetime(2020, 10, 1, 19, 2, 5, tzinfo=UTC),
+        states,
+    )
+    assert text.splitlines() == [
+        ":hourglass: *tripclick_daily_pipeline* is late for 2020-10-01: the gold marts were not done by "
+        "2020-10-01 19:00:00 UTC (2m05s late)",
+        "run: scheduled__2020-10-01T15:00:00+00:00",
+        "not done: batch_to_bronze: running; etl_to_gold: not started",
+    ]
+    assert "* failed" not in text
+
+
+def test_a_run_that_is_still_going_at_its_deadline_is_late():
+    from tripclick.deadline import skip_reason
+
+    assert skip_reason(_run(), DEADLINE) is None
+
+
+def test_a_run_that_already_ended_is_not_late():
+    from tripclick.deadline import skip_reason
+
+    # Airflow drops the deadline of a run that succeeded in time, not of one that failed.
+    reason = skip_reason(_run(state="failed", end_date="2020-10-01T16:00:00Z"), DEADLINE)
+    assert "already ended (failed)" in reason
+
+
+def test_a_backfill_of_an_old_date_is_not_late():
+    from tripclick.deadline import skip_reason
+
+    reason = skip_reason(_run(queued_at="2026-01-05T09:00:00Z"), DEADLINE)
+    assert "a backfill or rerun of an old date is not late" in reason
+
+
+def test_deadline_callback_sends_one_message_when_late_and_none_for_an_ended_run(monkeypatch, tmp_path):
+    import asyncio
+
+    from tripclick import deadline
+
+    monkeypatch.setattr(deadline, "_task_states", lambda dag_id, run_id: {"etl_to_gold": "running"})
+    context = {"dag_run": _run(), "deadline": {"deadline_time": DEADLINE.isoformat()}}
+    ended = {"dag_run": _run(state="success", end_date="2020-10-01T18:00:00Z"), "deadline": context["deadline"]}
+    with WebhookReceiver() as receiver, SmtpServer(tmp_path / "mail.jsonl") as smtp:
+        _slack(monkeypatch, receiver.url)
+        _smtp(monkeypatch, smtp.port)
+        assert asyncio.run(deadline.gold_late(context=ended)) is None
+        sent = asyncio.run(deadline.gold_late(context=context))
+    (slack,) = receiver.messages
+    (mail,) = smtp.messages
+    assert slack["payload"]["text"] == sent
+    assert "etl_to_gold: running" in sent and "run: scheduled__2020-10-01T15:00:00+00:00" in sent
+    assert mail["subject"].startswith("tripclick_daily_pipeline is late for 2020-10-01")
+
+
+def test_deadline_callback_never_raises(caplog):
+    import asyncio
+
+    from tripclick.deadline import gold_late
+
+    assert asyncio.run(gold_late(context={"dag_run": {}, "deadline": {"deadline_time": "not a time"}})) is None
+    assert "the late message could not be built or sent" in caplog.text
+
+
+def test_the_dag_deadline_is_measured_from_the_logical_date(dag):
+    from airflow.sdk import DeadlineReference
+
+    from tripclick.policy import DEFAULT_POLICY
+
+    (alert,) = dag.deadline if isinstance(dag.deadline, list) else [dag.deadline]
+    # DAGRUN_QUEUED_AT breaks clearing a run in Airflow 3.3.2 (docs/monitoring.md).
+    assert alert.reference == DeadlineReference.DAGRUN_LOGICAL_DATE
+    assert alert.interval.total_seconds() == DEFAULT_POLICY["offsets"]["gold_deadline_s"]
+    assert alert.callback.path == "tripclick.deadline.gold_late"

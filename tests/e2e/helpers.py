@@ -266,3 +266,18 @@ def leftover_processes() -> list[str]:
 def landing_files(day: str) -> list[Path]:
     folder = config.landing_dir() / f"event_date={day}"
     return sorted(p for p in folder.glob("*.json")) if folder.exists() else []
+
+
+def emails(since: float) -> list[dict]:
+    """Mails the stack's SMTP server accepted since `since` (demo/smtp_receiver's store)."""
+    path = config.smtp_store()
+    if not path.exists():
+        return []
+    found = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    return [m for m in found if m["received_at"] >= since]
+
+
+def statsd_lines() -> list[str]:
+    """Every StatsD line Airflow sent to the stack's capture since it first started (demo/statsd_capture)."""
+    path = config.statsd_store()
+    return path.read_text().splitlines() if path.exists() else []

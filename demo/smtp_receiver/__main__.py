@@ -1,0 +1,3 @@
+from demo.smtp_receiver.receiver import main
+
+main()

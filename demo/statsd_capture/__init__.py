@@ -1,0 +1,1 @@
+"""A StatsD listener on loopback UDP for the demo: it writes every datagram it receives to a file."""

@@ -1,0 +1,3 @@
+from demo.statsd_capture.capture import main
+
+main()
