@@ -17,7 +17,7 @@ from airflow.providers.standard.sensors.date_time import DateTimeSensorAsync
 from airflow.sdk import DAG, CronTriggerTimetable
 
 from tripclick.config import SPARK_CONN_ID, SPARK_JOBS, WEB_SERVERS
-from tripclick.notify import alert_failure, record_stage_timing, send_completion_summary
+from tripclick.notify import alert_failure, alert_retry, record_stage_timing, send_completion_summary
 from tripclick.pod_overrides import spark_driver_pod, task_pod
 from tripclick.policy import load_policy
 from tripclick.preflight import run_preflight
@@ -37,8 +37,9 @@ Runs every day at **15:00 UTC** (00:00 KST) for `event_date` = the UTC date of t
 3. `batch_to_bronze` starts when both producers and the stream are done, not before scheduled time + 2 h.
 4. `etl_to_gold` starts after bronze, not before scheduled time + 3 h.
 5. `notify_completion` posts the day's summary to Slack once every stage is done, whatever happened:
-   which stages failed, were skipped or never ran. Any failed task also posts its own alert; a
-   configuration problem (missing Connection, malformed Variable) fails its task without retries.
+   which stages failed, were skipped or never ran. Any failed task also posts its own alert, and a try
+   that will be retried a warning (what failed, where); a configuration problem (missing Connection,
+   malformed Variable) fails its task without retries.
 
 The waits are deferrable and relative to the scheduled time: a rerun or a backfill of an old date does
 not wait. **Retries re-send events**: a realtime producer retried midway replays the day from the
@@ -61,7 +62,7 @@ with DAG(
     max_active_runs=1,
     dagrun_timeout=timedelta(hours=8),
     tags=["tripclick", "daily", "docker", "spark"],
-    default_args={"owner": "data-platform", "on_failure_callback": alert_failure},
+    default_args={"owner": "data-platform", "on_failure_callback": alert_failure, "on_retry_callback": alert_retry},
 ) as dag:
     preflight = PythonOperator(
         task_id="preflight",

@@ -183,3 +183,51 @@ def test_stage_timing_is_recorded_for_the_summary():
     with time_machine.travel(datetime(2020, 10, 1, 15, 1, 35, 500000, tzinfo=UTC), tick=False):
         record_stage_timing(context)
     assert context["ti"].pushed[TIMING_XCOM_KEY] == {"start": started.isoformat(), "duration_s": 95.5}
+
+
+def test_timeout_alert_names_the_limit_and_the_container():
+    from datetime import timedelta
+
+    from airflow.sdk.exceptions import AirflowTaskTimeout
+
+    from tripclick.notify import failure_message
+
+    context = _context()
+    context["exception"] = AirflowTaskTimeout("Timeout, PID: 4242")
+    context["task"] = SimpleNamespace(
+        execution_timeout=timedelta(seconds=20),
+        docker_url="tcp://web1.example:2376",
+        container_name="tripclick-producer-server1-2020-10-01-try2",
+    )
+    text = failure_message(context)
+    assert "timed out: still running after its execution_timeout of 0:00:20" in text
+    assert (
+        "where: container tripclick-producer-server1-2020-10-01-try2 on the Docker daemon tcp://web1.example:2376"
+        in text
+    )
+
+
+def test_killed_container_alert_says_how_it_died():
+    from airflow.providers.docker.exceptions import DockerContainerFailedException
+
+    from tripclick.notify import failure_message
+
+    def inspect(container_id, state):
+        assert container_id == "abc"
+        return {"State": state}
+
+    context = _context()
+    context["exception"] = DockerContainerFailedException("Docker container failed: {'StatusCode': 137}")
+    for state, expected in (
+        ({"ExitCode": 137, "OOMKilled": False}, "container exited with code 137: killed by SIGKILL"),
+        ({"ExitCode": 137, "OOMKilled": True}, "killed by the kernel's out-of-memory killer"),
+        ({"ExitCode": 3, "OOMKilled": False}, "container exited with code 3\n"),
+    ):
+        context["task"] = SimpleNamespace(
+            container={"Id": "abc"},
+            cli=SimpleNamespace(inspect_container=lambda cid, state=state: inspect(cid, state)),
+            docker_url="tcp://web1.example:2376",
+            container_name="c-try1",
+        )
+        text = failure_message(context)
+        assert expected in text and "Docker container failed" in text, text
