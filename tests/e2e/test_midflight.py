@@ -135,8 +135,11 @@ def test_hanging_producer_times_out_its_container_is_stopped_and_the_alert_says_
             assert f"timed out: still running after its execution_timeout of 0:00:{timeout_s}" in alert, alert
             assert f"where: container tripclick-producer-{server}-{day}-try{n} on the Docker daemon {url}" in alert
     assert f"timed out: still running after its execution_timeout of 0:00:{timeout_s}" in out, out[-3000:]
-    # Nothing half-written: silver is exact for the little that landed, bronze and gold are absent.
-    mh.assert_silver_matches_landing(day)
+    # Bronze and gold are absent. Silver holds only events that landed, each once; the stream may have stopped
+    # before a later try re-sent its first event, so it is not claimed complete for a failed day.
+    landed = {r["dedup_key"] for r in mh.landed_records(day)}
+    silver = [r["dedup_key"] for r in helpers.parquet_rows("silver", day)]
+    assert set(silver) <= landed and len(silver) == len(set(silver)), (len(silver), len(landed))
     helpers.assert_nothing_downstream(day)
 
     rerun = stack.run(day)
