@@ -38,9 +38,9 @@ Runs every day at **15:00 UTC** (00:00 KST) for `event_date` = the UTC date of t
 3. `batch_to_bronze` starts when both producers and the stream are done, not before scheduled time + 2 h.
 4. `etl_to_gold` starts after bronze, not before scheduled time + 3 h.
 5. `notify_completion` posts the day's summary to Slack once every stage is done, whatever happened:
-   which stages failed, were skipped or never ran. Any failed task also posts its own alert (and a
-   shorter one for each retry); a configuration problem (missing Connection, malformed Variable)
-   fails its task without retries. Every message also goes by email when Variable
+   which stages failed, were skipped or never ran. Any failed task also posts its own alert, and a try
+   that will be retried a warning (what failed, where); a configuration problem (missing Connection,
+   malformed Variable) fails its task without retries. Every message also goes by email when Variable
    `tripclick_alert_email_to` names recipients (server: Connection `smtp_alerts`).
 
 The waits are deferrable and relative to the scheduled time: a rerun or a backfill of an old date does

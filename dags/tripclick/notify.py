@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from tripclick import config
+from tripclick.policy import POLICY_VARIABLE
 from tripclick.run_context import event_date
 
 log = logging.getLogger(__name__)
@@ -92,43 +93,112 @@ def notify_all(text: str) -> dict[str, bool]:
 NOT_RETRIED = "not retried: configuration problem; fix it, then clear the task"
 
 
+# Exit codes of a container's main process that a signal caused (128 + signal number).
+_SIGNAL_EXITS = {
+    137: "killed by SIGKILL (docker kill, the kernel's out-of-memory killer or the daemon going down)",
+    143: "stopped by SIGTERM (docker stop)",
+}
+
+
+def _where(task: Any) -> str | None:
+    """The remote thing a task drives, so an alert says where to look."""
+    if task is None:
+        return None
+    if getattr(task, "docker_url", None) and getattr(task, "container_name", None):
+        return f"container {task.container_name} on the Docker daemon {task.docker_url}"
+    if getattr(task, "application", None) and getattr(task, "name", None):
+        return f"Spark application {task.name} ({task.application})"
+    return None
+
+
+def _container_exit(task: Any) -> str | None:
+    """What the daemon says ended a failed producer container (it is kept, so it can still be inspected)."""
+    container = getattr(task, "container", None)
+    cli = getattr(task, "cli", None)
+    if not container or cli is None:
+        return None
+    try:
+        state = cli.inspect_container(container["Id"])["State"]
+    except Exception:  # noqa: BLE001 - the daemon may be gone; the alert then keeps the provider's message
+        return None
+    code = state.get("ExitCode")
+    if state.get("OOMKilled"):
+        return f"container exited with code {code}: killed by the kernel's out-of-memory killer"
+    reason = _SIGNAL_EXITS.get(code)
+    return f"container exited with code {code}" + (f": {reason}" if reason else "")
+
+
+def _container_errors(error: Any) -> list[str]:
+    """The container's own error lines (the producer prints ``producer: ERROR: ...`` before it exits)."""
+    logs = getattr(error, "logs", None) or []
+    text = [line.decode(errors="replace") if isinstance(line, bytes) else str(line) for line in logs]
+    return [line.strip() for line in text if "ERROR" in line][-3:]
+
+
+def describe_error(context: Any) -> list[str]:
+    """The failure in words: a timeout says so and names the limit, a killed container says how it died."""
+    error = context.get("exception")
+    task = context.get("task")
+    if error is None:
+        return ["unknown error"]
+    if type(error).__name__ == "AirflowTaskTimeout":
+        limit = getattr(task, "execution_timeout", None)
+        lines = [
+            f"timed out: still running after its execution_timeout of {limit or 'unknown'} "
+            f"(Variable {POLICY_VARIABLE}); the task was stopped"
+        ]
+    else:
+        # Preflight and configuration errors list one problem per line: the alert keeps them all,
+        # but not a whole traceback-sized message.
+        lines = str(error).strip().splitlines()[:MAX_ERROR_LINES]
+        if type(error).__name__ == "DockerContainerFailedException":
+            exit_text = _container_exit(task)
+            if exit_text:
+                lines = [exit_text, *[line for line in lines if line != exit_text]]
+            lines += _container_errors(error)
+    where = _where(task)
+    if where:
+        lines.append(f"where: {where}")
+    return lines
+
+
 def failure_message(context: Any) -> str:
     ti = context["ti"]
     error = context.get("exception")
-    # Preflight and configuration errors list one problem per line: the alert keeps them all,
-    # but not a whole traceback-sized message.
-    lines = str(error).strip().splitlines()[:MAX_ERROR_LINES] if error else ["unknown error"]
     text = (
         f":red_circle: *{ti.dag_id}* task *{ti.task_id}* failed\n"
         f"date: {event_date(context)}   try: {ti.try_number}   run: {ti.run_id}\n"
-        "error: " + "\n".join(lines) + "\n"
+        "error: " + "\n".join(describe_error(context)) + "\n"
     )
     if isinstance(error, config.ConfigError):
         text += NOT_RETRIED + "\n"
     return text + f"log: {ti.log_url}"
 
 
-def alert_failure(context: Any) -> None:
-    """on_failure_callback of every task."""
-    notify_all(failure_message(context))
-
-
 def retry_message(context: Any) -> str:
+    """A try that failed and will be retried: what failed and where, so a fault that the retry absorbed is
+    still seen."""
     ti = context["ti"]
-    error = context.get("exception")
-    first = str(error).strip().splitlines()[0] if error and str(error).strip() else "unknown error"
-    # No "*<task>* failed" here: that phrase marks the final failure, which alerts on its own.
     return (
-        f":large_yellow_circle: *{ti.dag_id}* task *{ti.task_id}* will retry: try {ti.try_number} did not succeed\n"
+        f":warning: *{ti.dag_id}* task *{ti.task_id}* will be retried (try {ti.try_number} failed)\n"
         f"date: {event_date(context)}   run: {ti.run_id}\n"
-        f"error: {first}\n"
+        "error: " + "\n".join(describe_error(context)) + "\n"
         f"log: {ti.log_url}"
     )
 
 
 def alert_retry(context: Any) -> None:
-    """on_retry_callback of every task."""
-    notify_all(retry_message(context))
+    """on_retry_callback of every task: the same words go to the task's log and to every channel."""
+    text = retry_message(context)
+    log.warning("%s", text)
+    notify_all(text)
+
+
+def alert_failure(context: Any) -> None:
+    """on_failure_callback of every task: the same words go to the task's log and to every channel."""
+    text = failure_message(context)
+    log.error("%s", text)
+    notify_all(text)
 
 
 def record_stage_timing(context: Any, result: Any = None) -> None:

@@ -185,6 +185,54 @@ def test_stage_timing_is_recorded_for_the_summary():
     assert context["ti"].pushed[TIMING_XCOM_KEY] == {"start": started.isoformat(), "duration_s": 95.5}
 
 
+def test_timeout_alert_names_the_limit_and_the_container():
+    from datetime import timedelta
+
+    from airflow.sdk.exceptions import AirflowTaskTimeout
+
+    from tripclick.notify import failure_message
+
+    context = _context()
+    context["exception"] = AirflowTaskTimeout("Timeout, PID: 4242")
+    context["task"] = SimpleNamespace(
+        execution_timeout=timedelta(seconds=20),
+        docker_url="tcp://web1.example:2376",
+        container_name="tripclick-producer-server1-2020-10-01-try2",
+    )
+    text = failure_message(context)
+    assert "timed out: still running after its execution_timeout of 0:00:20" in text
+    assert (
+        "where: container tripclick-producer-server1-2020-10-01-try2 on the Docker daemon tcp://web1.example:2376"
+        in text
+    )
+
+
+def test_killed_container_alert_says_how_it_died():
+    from airflow.providers.docker.exceptions import DockerContainerFailedException
+
+    from tripclick.notify import failure_message
+
+    def inspect(container_id, state):
+        assert container_id == "abc"
+        return {"State": state}
+
+    context = _context()
+    context["exception"] = DockerContainerFailedException("Docker container failed: {'StatusCode': 137}")
+    for state, expected in (
+        ({"ExitCode": 137, "OOMKilled": False}, "container exited with code 137: killed by SIGKILL"),
+        ({"ExitCode": 137, "OOMKilled": True}, "killed by the kernel's out-of-memory killer"),
+        ({"ExitCode": 3, "OOMKilled": False}, "container exited with code 3\n"),
+    ):
+        context["task"] = SimpleNamespace(
+            container={"Id": "abc"},
+            cli=SimpleNamespace(inspect_container=lambda cid, state=state: inspect(cid, state)),
+            docker_url="tcp://web1.example:2376",
+            container_name="c-try1",
+        )
+        text = failure_message(context)
+        assert expected in text and "Docker container failed" in text, text
+
+
 # --- email: the smtp provider's notifier against the stack's SMTP server (aiosmtpd) on loopback ----------
 class SmtpServer:
     """demo/smtp_receiver's handler on a free loopback port, for the ``with`` block; .messages reads its store."""
@@ -287,12 +335,12 @@ def test_retry_alert_names_the_try_and_is_not_taken_for_the_final_failure(monkey
         alert_retry(_context())
     (slack,) = receiver.messages
     text = slack["payload"]["text"]
-    assert text.startswith(":large_yellow_circle: *tripclick_daily_pipeline* task *producer_server1* will retry: try 2")
+    assert text.startswith(":warning: *tripclick_daily_pipeline* task *producer_server1* will be retried (try 2 failed)")
     assert "date: 2020-10-01" in text and "run: scheduled__2020-10-01T15:00:00+00:00" in text
     # The e2e layer and operators find the final failure by this phrase.
     assert "*producer_server1* failed" not in text
     (mail,) = smtp.messages
-    assert mail["subject"].startswith("tripclick_daily_pipeline task producer_server1 will retry")
+    assert mail["subject"].startswith("tripclick_daily_pipeline task producer_server1 will be retried")
 
 
 def test_summary_goes_by_email_too(monkeypatch, tmp_path):

@@ -50,9 +50,9 @@ def test_a_failed_task_alerts_slack_and_email_once_each(stack):
         assert "preflight" in text and f"date: {day}" in text and f"run: {run.run_id}" in text, text
     assert mails[0]["rcpt_tos"] == [config.ALERT_EMAIL_TO] and mails[0]["mail_from"] == config.ALERT_EMAIL_FROM
     # Each retry is announced too, on both channels, and never counted as the final failure.
-    retries = [t for t in helpers.slack_texts(run.started) if "*preflight* will retry" in t]
+    retries = [t for t in helpers.slack_texts(run.started) if "*preflight* will be retried" in t]
     retry_mails = [
-        m for m in helpers.emails(run.started) if m["subject"].startswith(f"{DAG_ID} task preflight will retry")
+        m for m in helpers.emails(run.started) if m["subject"].startswith(f"{DAG_ID} task preflight will be retried")
     ]
     assert len(retries) == len(retry_mails) == PREFLIGHT_RETRIES, (retries, retry_mails)
     # A run of a date years back: its deadline passed before it was queued, so no late message.

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import errno
 import json
 import os
 import re
@@ -104,12 +105,20 @@ class LandingSink:
         name = f"{self.prefix}-{self.seq:06d}.json"
         self.seq += 1
         tmp = self.dir / f".{name}.tmp"  # Spark's file source skips names starting with "."
-        with tmp.open("w", encoding="utf-8") as f:
-            for rec in batch:
-                f.write(json.dumps({k: v for k, v in rec.items() if k != "_ts"}, ensure_ascii=False) + "\n")
-            f.flush()
-            os.fsync(f.fileno())
-        os.rename(tmp, self.dir / name)
+        try:
+            with tmp.open("w", encoding="utf-8") as f:
+                for rec in batch:
+                    f.write(json.dumps({k: v for k, v in rec.items() if k != "_ts"}, ensure_ascii=False) + "\n")
+                f.flush()
+                os.fsync(f.fileno())
+            os.rename(tmp, self.dir / name)
+        except OSError as exc:
+            # A half-written temporary file is hidden from the stream; remove it so it does not fill the disk more.
+            tmp.unlink(missing_ok=True)
+            cause = errno.errorcode.get(exc.errno or 0, "error")
+            raise ProducerError(
+                4, f"cannot write landing file {self.dir / name}: {exc.strerror} ({cause}) in {self.dir}"
+            ) from None
         self.files += 1
 
     def close(self) -> str:
