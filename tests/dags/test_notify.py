@@ -335,7 +335,9 @@ def test_retry_alert_names_the_try_and_is_not_taken_for_the_final_failure(monkey
         alert_retry(_context())
     (slack,) = receiver.messages
     text = slack["payload"]["text"]
-    assert text.startswith(":warning: *tripclick_daily_pipeline* task *producer_server1* will be retried (try 2 failed)")
+    assert text.startswith(
+        ":warning: *tripclick_daily_pipeline* task *producer_server1* will be retried (try 2 failed)"
+    )
     assert "date: 2020-10-01" in text and "run: scheduled__2020-10-01T15:00:00+00:00" in text
     # The e2e layer and operators find the final failure by this phrase.
     assert "*producer_server1* failed" not in text
