@@ -272,10 +272,10 @@ class Client:
                 self.dag_id, run_id, task_id, try_number, full_content=True, accept="application/json",
                 _request_timeout=_request_timeout,
             )  # fmt: skip
-            resp.read()
+            body = resp.read()  # a raw urllib3 response: read once, no cached .data
             if resp.status >= 400:
-                raise ApiException(status=resp.status, reason=resp.reason, body=resp.data.decode(errors="replace"))
-            return json.loads(resp.data)
+                raise ApiException(status=resp.status, reason=resp.reason, body=body.decode(errors="replace"))
+            return json.loads(body)
 
         fetch.__name__ = "get_log"
         content = self._do(fetch).get("content") or []

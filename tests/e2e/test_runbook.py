@@ -16,7 +16,7 @@ from tripclick_ops import outcomes
 
 BACKFILL = ("2020-09-10", "2020-09-11", "2020-09-12")
 RERUN_STAGE = "etl_to_gold"
-PAUSED_DAY = "2020-09-13"
+PAUSED_DAY = "2020-09-20"  # no data: the run is ended as soon as it has started
 
 
 def ops(*args: str, timeout: float = 1800) -> subprocess.CompletedProcess[str]:
@@ -37,7 +37,11 @@ def backfilled(stack):
         stack.reset_day(day)
         generated[day] = stack.generate(day)
     # reprocess completed: a day an earlier session already ran is run again, over the data just generated.
-    done = ops("backfill", "--from", BACKFILL[0], "--to", BACKFILL[-1], "--reprocess", "completed", "--wait")
+    # All three days at once (the backfill's own limit; the DAG's max_active_runs=1 holds for scheduled runs).
+    done = ops(
+        "backfill", "--from", BACKFILL[0], "--to", BACKFILL[-1], "--max-active-runs", "3", "--reprocess", "completed",
+        "--wait", timeout=3 * helpers.RUN_TIMEOUT,
+    )  # fmt: skip
     print(done.stdout, done.stderr)
     return done, generated
 
@@ -92,14 +96,11 @@ def scheduler_heartbeat() -> str | None:
 
 
 def test_a_paused_pipeline_starts_no_run_and_resume_starts_it(stack):
-    stack.reset_day(PAUSED_DAY)
-    generated = stack.generate(PAUSED_DAY)
     stack.airflow.wait_dag()
     paused = ops("pause")
     assert paused.returncode == 0, paused.stdout + paused.stderr
     try:
         assert stack.airflow.is_paused()
-        started = time.time()
         run_id = stack.airflow.trigger(date.fromisoformat(PAUSED_DAY))
         # The scheduler heartbeats twice after the trigger: it went through its loop many times meanwhile.
         seen = [scheduler_heartbeat()]
@@ -109,11 +110,17 @@ def test_a_paused_pipeline_starts_no_run_and_resume_starts_it(stack):
             time.sleep(1)
             seen.append(scheduler_heartbeat())
         assert stack.airflow.run(run_id)["state"] == "queued"
-        assert not [t for t, ti in states(run_id).items() if ti not in (None, "scheduled")], states(run_id)
+        assert set(states(run_id).values()) <= {None}, states(run_id)
     finally:
         resumed = ops("resume")
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
     assert not stack.airflow.is_paused()
-    run = stack.finished(PAUSED_DAY, run_id, started)
-    assert outcomes.task_problems(run.state, list(run.tasks.values())) == []
-    assert helpers.day_problems(PAUSED_DAY, generated) == []
+    try:
+        deadline = time.monotonic() + helpers.RUN_TIMEOUT
+        while not any(s not in (None, "scheduled", "queued") for s in states(run_id).values()):
+            assert time.monotonic() < deadline, f"no task of {run_id} started after resume: {states(run_id)}"
+            time.sleep(2)
+        assert stack.airflow.run(run_id)["state"] == "running"
+    finally:
+        # The day itself is not the point here: end the run so the next run does not queue behind it.
+        stack.airflow.call("PATCH", f"/dags/{helpers.DAG_ID}/dagRuns/{run_id}", {"state": "failed"})
