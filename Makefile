@@ -34,8 +34,8 @@ venv: $(STAMP) ## Create the virtual environment from the pinned requirements
 ##@ Test
 .PHONY: lint
 lint: $(STAMP) ## Lint Python code with ruff (Airflow rules included)
-	$(VENV)/bin/ruff check dags tests scripts demo
-	$(VENV)/bin/ruff format --check dags tests scripts demo
+	$(VENV)/bin/ruff check dags tests scripts demo tripclick_ops
+	$(VENV)/bin/ruff format --check dags tests scripts demo tripclick_ops
 
 .PHONY: test-dags
 test-dags: $(STAMP) ## DAG layer: integrity, policy, structure, golden files, bad configuration
@@ -187,6 +187,29 @@ demo-status: ## One line per local-stack service: healthy, unhealthy or down
 .PHONY: demo-down
 demo-down: ## Stop every process the local stack started (by PID); data stays in .state/demo
 	@if [ -x $(PY) ]; then $(PY) -m demo.stack down; else echo "no venv: nothing was started"; fi
+
+##@ Operate
+# --- operations (docs/operations.md): the local stack unless AIRFLOW_URL is set; production through
+# `kubectl port-forward svc/<release>-api-server 8080:8080` with AIRFLOW_URL=http://127.0.0.1:8080 and
+# AIRFLOW_USER and AIRFLOW_PASSWORD_FILE (a file with the key password of Secret tripclick-admin) or AIRFLOW_PASSWORD.
+AIRFLOW_URL ?=
+OPS = $(PY) -m tripclick_ops $(if $(AIRFLOW_URL),--url $(AIRFLOW_URL) $(if $(AIRFLOW_PASSWORD_FILE),--password-file $(AIRFLOW_PASSWORD_FILE)),--local)
+
+.PHONY: rerun-stage
+rerun-stage: $(STAMP) ## Run one stage of a day again with what depends on it (DATE=YYYY-MM-DD STAGE=<stage>)
+	$(OPS) rerun-stage --date "$(DATE)" --stage "$(STAGE)" --wait
+
+.PHONY: backfill
+backfill: $(STAMP) ## Run the days FROM..TO through Airflow's backfill, one at a time (FROM= TO= [MAX_ACTIVE_RUNS=1])
+	$(OPS) backfill --from "$(FROM)" --to "$(TO)" --max-active-runs "$(or $(MAX_ACTIVE_RUNS),1)" --wait
+
+.PHONY: pause
+pause: $(STAMP) ## Pause tripclick_daily_pipeline: no new run starts, running tasks finish
+	$(OPS) pause
+
+.PHONY: resume
+resume: $(STAMP) ## Resume tripclick_daily_pipeline: the scheduler starts due runs again
+	$(OPS) resume
 
 ##@ Test
 .PHONY: test-e2e

@@ -110,22 +110,22 @@ def spark_app_times(day: str) -> dict[str, float]:
     return out
 
 
-def one_run(af: api.Airflow, day: date, events: int) -> dict:
+def one_run(af: api.Client, day: date, events: int) -> dict:
     write_day(day, generate_day(day, events, seed=7), config.state("servers"))
     samples: list[tuple[int, int]] = []
     stop = threading.Event()
     sampler = threading.Thread(target=sample_memory, args=(stop, samples), daemon=True)
     t0 = time.time()
     sampler.start()
-    run_id = af.trigger(config.DAG_ID, day)
+    run_id = af.trigger(day)
     try:
-        run = af.watch(config.DAG_ID, run_id, timeout=1800)
+        run = af.watch(run_id, timeout=1800)
     finally:
         stop.set()
         sampler.join()
     if run["state"] != "success":
         raise SystemExit(f"bench: run {run_id} ended {run['state']}; see `python -m demo.run` for the failing task")
-    tis = af.tasks(config.DAG_ID, run_id)
+    tis = af.tasks(run_id)
     start, end = api.parse_time(run["start_date"]), api.parse_time(run["end_date"])
     wall = (end - start).total_seconds()
     producers = [
@@ -161,8 +161,8 @@ def main(argv: list[str] | None = None) -> int:
     r = subprocess.run([sys.executable, "-m", "demo.stack", "up"], cwd=config.REPO, check=False)
     if r.returncode:
         return r.returncode
-    af = api.Airflow()
-    af.wait_dag(config.DAG_ID)
+    af = api.airflow()
+    af.wait_dag()
     results = []
     for i in range(args.runs):
         res = one_run(af, FIRST_DAY + timedelta(days=i), args.events)

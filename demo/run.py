@@ -56,10 +56,10 @@ def main(argv: list[str] | None = None) -> int:
         f"dedup_keys), " + ", ".join(f"{k} {v['events']}" for k, v in summary["servers"].items())
     )
 
-    af = api.Airflow()
-    af.wait_dag(config.DAG_ID)
-    existing = af.run_for_date(config.DAG_ID, day)
-    run_id = af.trigger(config.DAG_ID, day)
+    af = api.airflow()
+    af.wait_dag()
+    existing = af.run_for_date(day)
+    run_id = af.trigger(day)
     how = "cleared its existing run (one run per date), so it runs again" if existing else "triggered run"
     print(f"{stamp()} {config.DAG_ID} {day}: {how} {run_id} over the REST API")
 
@@ -67,9 +67,9 @@ def main(argv: list[str] | None = None) -> int:
         if state:
             print(f"{stamp()}   {task_id:<34} {state}", flush=True)
 
-    run = af.watch(config.DAG_ID, run_id, timeout=args.timeout, on_change=on_change)
+    run = af.watch(run_id, timeout=args.timeout, on_change=on_change)
     wall = time.time() - t0
-    tis = sorted(af.tasks(config.DAG_ID, run_id), key=lambda t: t.get("start_date") or "9")
+    tis = sorted(af.tasks(run_id), key=lambda t: t.get("start_date") or "9")
     print(f"\n=== {config.DAG_ID} {day}: run {run['state'].upper()} ===")
     print(f"{'task':<34} {'state':<16} {'duration':>8}  tries")
     for ti in tis:
@@ -94,7 +94,7 @@ def main(argv: list[str] | None = None) -> int:
         for ti in tis:
             if ti["state"] == "failed":
                 print(f"\n--- {ti['task_id']}: last lines of its log ---")
-                print("\n".join(api.task_log_lines(config.DAG_ID, run_id, ti["task_id"])[-40:]))
+                print("\n".join(af.log_lines(run_id, ti["task_id"])[-40:]))
         return 1
     return 0
 

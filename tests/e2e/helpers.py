@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import shutil
 import subprocess
 import time
@@ -18,12 +17,13 @@ from demo.datagen.generate import generate_day, write_day
 from demo.stack import airflow as stack_airflow
 from demo.stack import config, proc
 from demo.stack.services import DockerDaemon, SlackReceiver, SparkMaster, SparkWorker
+from tripclick_ops import outcomes
 
 REPO = config.REPO
 DAG_ID = config.DAG_ID
 EVENTS = 2000
 RUN_TIMEOUT = 900  # bounded wait for one run; the run itself takes a few minutes here
-STAGES = ("preflight", "producer_server0", "producer_server1", "streaming_to_silver", "batch_to_bronze", "etl_to_gold")
+STAGES = outcomes.STAGES
 # The last line of a failure alert for a configuration problem (a missing Connection, a malformed Variable).
 NOT_RETRIED = "not retried: configuration problem; fix it, then clear the task"
 
@@ -37,12 +37,13 @@ class Run:
     tasks: dict[str, dict] = field(default_factory=dict)
 
     def log(self, task_id: str) -> str:
-        return "\n".join(api.task_log_lines(DAG_ID, self.run_id, task_id))
+        """The task's last try's log as the UI shows it (through the REST API)."""
+        return "\n".join(api.airflow().log_lines(self.run_id, task_id))
 
 
 class Stack:
     def __init__(self) -> None:
-        self.airflow = api.Airflow()
+        self.airflow = api.airflow()
 
     # ----------------------------------------------------------------------------------------- data
     def reset_day(self, day: str) -> None:
@@ -73,18 +74,22 @@ class Stack:
 
     # ----------------------------------------------------------------------------------------- runs
     def run(self, day: str) -> Run:
-        self.airflow.wait_dag(DAG_ID)
+        self.airflow.wait_dag()
         started = time.time()
-        run_id = self.airflow.trigger(DAG_ID, date.fromisoformat(day))
-        result = self.airflow.watch(DAG_ID, run_id, timeout=RUN_TIMEOUT)
-        tasks = {ti["task_id"]: ti for ti in self.airflow.tasks(DAG_ID, run_id)}
+        run_id = self.airflow.trigger(date.fromisoformat(day))
+        return self.finished(day, run_id, started)
+
+    def finished(self, day: str, run_id: str, started: float) -> Run:
+        """Wait for a run triggered or cleared at `started` to end."""
+        result = self.airflow.watch(run_id, timeout=RUN_TIMEOUT)
+        tasks = {ti["task_id"]: ti for ti in self.airflow.tasks(run_id)}
         return Run(day, run_id, result["state"], started, tasks)
 
     def tries(self, run: Run, task_id: str) -> list[dict]:
         """The task's tries in this run (a rerun of a date clears it, so earlier tries stay in its history)."""
         return [
             t
-            for t in self.airflow.tries(DAG_ID, run.run_id, task_id)
+            for t in self.airflow.tries(run.run_id, task_id)
             if t["start_date"] and api.parse_time(t["start_date"]).timestamp() >= run.started
         ]
 
@@ -141,7 +146,7 @@ class Stack:
         return [
             t
             for r in runs
-            for t in self.airflow.tries(DAG_ID, r["dag_run_id"], task_id)
+            for t in self.airflow.tries(r["dag_run_id"], task_id)
             if t["start_date"] and api.parse_time(t["start_date"]).timestamp() >= since
         ]
 
@@ -152,7 +157,7 @@ class Stack:
         for key in unset:
             env.pop(key, None)
         env.update(extra_env or {})
-        self.airflow.call("PATCH", f"/dags/{DAG_ID}", {"is_paused": True})
+        self.airflow.set_paused(True)
         try:
             return subprocess.run(
                 [str(config.VENV_BIN / "airflow"), "dags", "test", DAG_ID, f"{day}T15:00:00+00:00"],
@@ -164,7 +169,7 @@ class Stack:
                 check=False,
             )
         finally:
-            self.airflow.call("PATCH", f"/dags/{DAG_ID}", {"is_paused": False})
+            self.airflow.set_paused(False)
 
     # ------------------------------------------------------------------------------------- services
     def docker(self, server: str) -> DockerDaemon:
@@ -208,20 +213,21 @@ def parquet_rows(layer: str, day: str) -> list[dict]:
 
 
 def marts_snapshot(day: str) -> dict[str, list[tuple]]:
-    out = {}
-    with api.gold_connect() as conn, conn.cursor() as cur:
-        for table in api.MARTS:
-            cur.execute("SELECT to_regclass(%s)", (table,))
-            if cur.fetchone()[0] is None:
-                out[table] = []
-                continue
-            cur.execute(f"SELECT * FROM {table} WHERE event_date = %s ORDER BY 1, 2, 3", (day,))  # noqa: S608
-            out[table] = cur.fetchall()
-    return out
+    with api.gold_connect() as conn:
+        return outcomes.read_marts(conn, day)
 
 
 def slack_texts(since: float) -> list[str]:
-    return [m["payload"].get("text") or json.dumps(m["payload"].get("blocks")) for m in api.slack_messages(since)]
+    return outcomes.slack_texts(api.slack_messages(since))
+
+
+def day_problems(day: str, generated: dict) -> list[str]:
+    """The happy-path check of a day's lake and marts against what was generated (empty: the day is exact)."""
+    lake = config.lake_root()
+    return outcomes.day_problems(
+        day, generated, outcomes.read_layer(lake, "silver", day), outcomes.read_layer(lake, "bronze", day),
+        marts_snapshot(day),
+    )  # fmt: skip
 
 
 def summaries(since: float, day: str) -> list[str]:
