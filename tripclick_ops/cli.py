@@ -59,7 +59,9 @@ def connection_options(p: argparse.ArgumentParser, suppress: bool) -> None:
     )
     p.add_argument("--user", default=default(os.environ.get("AIRFLOW_USER") or "tripclick-admin"))
     p.add_argument(
-        "--password-file", default=default(None), help="a file holding only the password; else the variable AIRFLOW_PASSWORD"
+        "--password-file",
+        default=default(None),
+        help="a file holding only the password; else the variable AIRFLOW_PASSWORD",
     )
     p.add_argument("--timeout", type=float, default=default(3600), help="seconds to wait (--wait, run, dag-ready)")
 
