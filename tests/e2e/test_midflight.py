@@ -145,7 +145,7 @@ def test_hanging_producer_times_out_its_container_is_stopped_and_the_alert_says_
     rerun = stack.run(day)
     assert rerun.state == "success", {t: ti["state"] for t, ti in rerun.tasks.items()}
     mh.assert_day_exact(day)
-    mh.assert_every_log_readable(stack, rerun)
+    mh.assert_every_log_readable(stack, rerun, since=rerun.started)
 
 
 def test_two_dates_triggered_together_run_one_at_a_time_and_both_end_exact(stack):
