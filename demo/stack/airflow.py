@@ -199,32 +199,22 @@ def create_admin(e: dict[str, str]) -> None:
     environment, not on the command line)."""
     log = proc.log_path("airflow-create-admin")
     admin = {"ADMIN_USERNAME": config.ADMIN_USER, "ADMIN_PASSWORD": config.load_secrets()["admin_password"]}
-    with open(log, "wb") as out:
-        r = subprocess.run(
-            [str(config.VENV_BIN / "python"), str(CREATE_ADMIN)],
-            env={**e, **admin},
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            timeout=300,
-            check=False,
-        )
+    r = _run_logged([str(config.VENV_BIN / "python"), str(CREATE_ADMIN)], {**e, **admin}, log, timeout=300)
     if r.returncode:
         raise StackError(f"creating the admin user failed (exit {r.returncode}).\n--- {log} ---\n{proc.tail(log)}")
     print(f"  admin user {config.ADMIN_USER}: {proc.tail(log).strip().splitlines()[-1]}")
 
 
+def _run_logged(cmd: list[str], environ: dict[str, str], log, timeout: float) -> subprocess.CompletedProcess:
+    """A one-off command with its output in `log`, which the error names when it fails."""
+    with open(log, "wb") as out:
+        return subprocess.run(cmd, env=environ, stdout=out, stderr=subprocess.STDOUT, timeout=timeout, check=False)
+
+
 def migrate(e: dict[str, str]) -> None:
     log = proc.log_path("airflow-db-migrate")
     t0 = time.monotonic()
-    with open(log, "wb") as out:
-        r = subprocess.run(
-            [str(config.VENV_BIN / "airflow"), "db", "migrate"],
-            env=e,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            timeout=600,
-            check=False,
-        )
+    r = _run_logged([str(config.VENV_BIN / "airflow"), "db", "migrate"], e, log, timeout=600)
     if r.returncode:
         raise StackError(f"airflow db migrate failed (exit {r.returncode}).\n--- {log} ---\n{proc.tail(log)}")
     print(f"  airflow db migrate: done ({time.monotonic() - t0:.0f}s)")
