@@ -63,12 +63,12 @@ def assert_day_exact(day: str) -> None:
     assert {row[1]: row[2] for row in marts["mart_clinical_areas"]} == dict(areas)
 
 
-def assert_silver_matches_landing(day: str) -> None:
-    """Silver is exact for what landed (absent when nothing did): no half-written partition."""
-    landed = {r["dedup_key"] for r in landed_records(day)}
+def assert_silver_holds_only_landed(day: str, landed: set[str]) -> None:
+    """On a failed day the stream publishes what reached it before it stopped: silver holds only events that
+    landed, each once (it is not complete; the rerun makes it so)."""
     silver = Counter(r["dedup_key"] for r in helpers.parquet_rows("silver", day))
-    assert set(silver) == landed, f"silver for {day}: {len(silver)} event(s), {len(landed)} landed"
-    assert not silver or max(silver.values()) == 1
+    assert set(silver) <= landed, f"silver for {day}: {len(set(silver) - landed)} event(s) that never landed"
+    assert not silver or max(silver.values()) == 1, f"silver for {day} holds an event twice"
 
 
 def task_log_via_api(stack, run_id: str, task_id: str, try_number: int) -> list:
