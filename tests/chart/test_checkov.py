@@ -89,7 +89,10 @@ def test_the_wrapper_objects(checkov, wrapper_renders, tmp_path, capsys):
     summary, failed, seconds = scan(objs, tmp_path)
     allowed = accepted(("wrapper",))
     _report(capsys, "wrapper objects", summary, failed, allowed, seconds)
-    assert summary["resource_count"] == len(objs), "checkov did not read every object"
+    # checkov 3.3 counts a Job twice in resource_count (seen with the first-admin hook Job), every other
+    # object once.
+    jobs = sum(1 for o in objs if o["kind"] == "Job")
+    assert summary["resource_count"] == len(objs) + jobs, "checkov did not read every object"
     assert compare(failed, allowed) == []
 
 
