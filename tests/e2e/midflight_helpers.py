@@ -88,7 +88,7 @@ def assert_every_log_readable(stack, run, since: float | None = None) -> None:
     ``since``, only the tries that started after it (tries run by `airflow dags test` have no log server)."""
     unreadable = {}
     for task_id in run.tasks:
-        for t in stack.airflow.tries(helpers.DAG_ID, run.run_id, task_id):
+        for t in stack.airflow.tries(run.run_id, task_id):
             if not t["try_number"] or not t["start_date"]:
                 continue
             if since is not None and helpers.api.parse_time(t["start_date"]).timestamp() < since:

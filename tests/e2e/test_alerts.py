@@ -60,7 +60,7 @@ def test_a_failed_task_alerts_slack_and_email_once_each(stack):
 
 
 def _trigger_at(stack, logical: datetime) -> tuple[str, float]:
-    stack.airflow.wait_dag(DAG_ID)
+    stack.airflow.wait_dag()
     run_id = f"manual__deadline__{logical.strftime('%Y%m%dT%H%M%S')}"
     started = time.time()
     stack.airflow.call("POST", f"/dags/{DAG_ID}/dagRuns", {"dag_run_id": run_id, "logical_date": logical.isoformat()})
@@ -78,7 +78,7 @@ def deadline_runs(stack):
         stack.reset_day(day)
         stack.generate(day)
         run_id, started = _trigger_at(stack, logical)
-        result = stack.airflow.watch(DAG_ID, run_id, timeout=helpers.RUN_TIMEOUT)
+        result = stack.airflow.watch(run_id, timeout=helpers.RUN_TIMEOUT)
         runs[name] = (run_id, started, day, result)
     return runs
 
@@ -114,6 +114,6 @@ def test_clearing_a_late_run_works_and_sends_no_second_late_message(stack, deadl
     cleared_at = time.time()
     stack.airflow.triggered_at[run_id] = datetime.now(UTC)
     stack.airflow.call("POST", f"/dags/{DAG_ID}/dagRuns/{run_id}/clear", {"dry_run": False, "only_failed": False})
-    result = stack.airflow.watch(DAG_ID, run_id, timeout=helpers.RUN_TIMEOUT)
+    result = stack.airflow.watch(run_id, timeout=helpers.RUN_TIMEOUT)
     assert result["state"] == "success"
     assert _late_messages(cleared_at, run_id) == [] and _late_mails(cleared_at, run_id) == []

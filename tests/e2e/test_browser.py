@@ -37,7 +37,7 @@ def finished_run(stack) -> tuple[str, list[str]]:
         run = stack.run(DAY)
         assert run.state == "success", {t: ti["state"] for t, ti in run.tasks.items()}
         run_id = run.run_id
-    tasks = [ti["task_id"] for ti in stack.airflow.tasks(helpers.DAG_ID, run_id)]
+    tasks = [ti["task_id"] for ti in stack.airflow.tasks(run_id)]
     assert len(tasks) >= len(helpers.STAGES), tasks
     return run_id, tasks
 

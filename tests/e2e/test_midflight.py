@@ -74,7 +74,7 @@ def test_producer_killed_midway_is_retried_from_the_start_and_the_day_stays_exac
         "container exited with code 137: killed by SIGKILL",
         f"where: container {first_name} on the Docker daemon {url}",
     )
-    log1 = "\n".join(api.task_log_lines(helpers.DAG_ID, run.run_id, task_id, attempt=first_try))
+    log1 = "\n".join(stack.airflow.log_lines(run.run_id, task_id, try_number=first_try))
     # The retry absorbed the fault, so no failure alert; the warning that the try will be retried says why.
     assert not mh.alerts_for(t0, task_id), helpers.slack_texts(t0)
     (warning,) = mh.retry_warnings(t0, task_id)
@@ -151,9 +151,9 @@ def test_two_dates_triggered_together_run_one_at_a_time_and_both_end_exact(stack
     for day in days:
         stack.reset_day(day)
         stack.generate(day)
-    stack.airflow.wait_dag(helpers.DAG_ID)
-    run_ids = [stack.airflow.trigger(helpers.DAG_ID, date.fromisoformat(day)) for day in days]
-    ended = [stack.airflow.watch(helpers.DAG_ID, run_id, timeout=2 * helpers.RUN_TIMEOUT) for run_id in run_ids]
+    stack.airflow.wait_dag()
+    run_ids = [stack.airflow.trigger(date.fromisoformat(day)) for day in days]
+    ended = [stack.airflow.watch(run_id, timeout=2 * helpers.RUN_TIMEOUT) for run_id in run_ids]
     assert [r["state"] for r in ended] == ["success", "success"], ended
     # One active run at a time (max_active_runs=1): one of them started only after the other had ended.
     first, second = sorted(ended, key=lambda r: api.parse_time(r["start_date"]))
@@ -161,7 +161,7 @@ def test_two_dates_triggered_together_run_one_at_a_time_and_both_end_exact(stack
     for day in days:
         mh.assert_day_exact(day)
     for run_id, day in zip(run_ids, days, strict=True):
-        tasks = {ti["task_id"]: ti for ti in stack.airflow.tasks(helpers.DAG_ID, run_id)}
+        tasks = {ti["task_id"]: ti for ti in stack.airflow.tasks(run_id)}
         mh.assert_every_log_readable(stack, helpers.Run(day, run_id, "success", 0.0, tasks))
 
 
