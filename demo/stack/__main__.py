@@ -79,7 +79,9 @@ def print_access() -> None:
 
 def down() -> None:
     for s in reversed(all_services()):
-        print(f"  {s.down()}", flush=True)
+        started = time.monotonic()
+        line = s.down()
+        print(f"  {line} [{time.monotonic() - started:.1f}s]", flush=True)
     for line in proc.reap_sessions():
         print(f"  stopped straggler {line}")
 

@@ -109,18 +109,27 @@ def stop_pid(name: str, pid: int | None, *, timeout: float = 30.0) -> bool:
     try:
         process = psutil.Process(pid)
         process.terminate()
-        try:
-            process.wait(timeout)
-        except psutil.TimeoutExpired:
+        if not wait_gone(pid, timeout):
             print(f"  {name}: pid {pid} ignored SIGTERM for {timeout:.0f}s; sending SIGKILL")
             process.kill()
-            with contextlib.suppress(psutil.TimeoutExpired):  # a process stuck in the kernel; reported by status
-                process.wait(timeout)
+            wait_gone(pid, timeout)  # a process stuck in the kernel stays; `status` reports it
     except psutil.NoSuchProcess:
         return False
     # Children that the service started in its own session (e.g. Airflow's task supervisors)
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pid, signal.SIGTERM)
+    return True
+
+
+def wait_gone(pid: int, timeout: float) -> bool:
+    """True once `pid` has exited, within `timeout`. An exited process counts as gone before it is reaped:
+    the services outlive the `up` that started them, so their parent is whatever init the machine runs,
+    and an init that reaps late (or never) must not hold up a stop (psutil's wait waits for the reaping)."""
+    deadline = time.monotonic() + timeout
+    while pid_alive(pid):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.1)
     return True
 
 

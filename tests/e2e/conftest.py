@@ -52,15 +52,19 @@ def stack():
         stack.forget_stored_variables()
         yield stack
     finally:
-        down = subprocess.run(
-            [sys.executable, "-m", "demo.stack", "down"],
-            cwd=helpers.REPO,
-            capture_output=True,
-            text=True,
-            timeout=300,
-            check=False,
-        )
-        print(down.stdout, down.stderr)
+        try:
+            down = subprocess.run(
+                [sys.executable, "-m", "demo.stack", "down"],
+                cwd=helpers.REPO,
+                capture_output=True,
+                text=True,
+                timeout=300,
+                check=False,
+            )
+            print(down.stdout, down.stderr)
+        except subprocess.TimeoutExpired as exc:
+            printed = exc.stdout.decode(errors="replace") if isinstance(exc.stdout, bytes) else exc.stdout
+            pytest.fail(f"`demo.stack down` did not finish within {exc.timeout:.0f}s; it had printed:\n{printed}")
         left = helpers.leftover_processes()
         if left:
             pytest.fail("processes of the stack are still running after `demo.stack down`:\n" + "\n".join(left))

@@ -1,5 +1,5 @@
-"""The demo's stand-ins on their own (no stack needed): the Slack webhook protocol, the producer's contract
-and the generator's determinism."""
+"""The demo's stand-ins on their own (no stack needed): the Slack webhook protocol, the producer's contract,
+the generator's determinism and how the stack stops a process."""
 
 from __future__ import annotations
 
@@ -15,10 +15,12 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+import psutil
 import pytest
 import xxhash
 
 from demo.datagen.generate import generate_day, write_day
+from demo.stack import proc
 from tests.e2e import helpers
 
 PRODUCER_SRC = helpers.REPO / "demo" / "producer"
@@ -162,3 +164,29 @@ def test_generator_is_deterministic_and_splits_sessions_by_md5(tmp_path):
         seen.extend(records)
     # Every record went to exactly one server, none lost or added.
     assert sorted(map(json.dumps, seen)) == sorted(map(json.dumps, first))
+
+
+def test_stopping_a_service_does_not_wait_for_its_parent_to_reap_it(capsys):
+    # The stack's services outlive `demo.stack up`, so whatever init the machine runs is their parent; one
+    # that never reaps leaves each stopped service a zombie. Here the parent is a Python that never calls wait.
+    parent = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import subprocess, sys, time\n"
+            "child = subprocess.Popen(['sleep', '600'], start_new_session=True)\n"
+            "print(child.pid, flush=True)\n"
+            "time.sleep(600)\n",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        pid = int(parent.stdout.readline())
+        assert proc.stop_pid("sleeper", pid, timeout=20)
+        assert psutil.Process(pid).status() == psutil.STATUS_ZOMBIE, "the child was reaped; the test proves nothing"
+        assert "ignored SIGTERM" not in capsys.readouterr().out
+        assert not proc.pid_alive(pid)
+    finally:
+        parent.kill()
+        parent.wait(timeout=10)
