@@ -15,16 +15,32 @@ from pathlib import Path
 from typing import Any
 
 import airflow_client.client as af
+import urllib3
 from airflow_client.client.exceptions import ApiException
+from urllib3.util.retry import Retry
 
 DAG_ID = "tripclick_daily_pipeline"
 TERMINAL = {"success", "failed"}
 # The scheduled time of day D's run is D 15:00 UTC (00:00 KST of D+1); the run processes event_date = D.
 SCHEDULE_HOUR_UTC = 15
+# An api-server answers 5xx or drops connections for a few seconds while it or its metadata database restarts
+# (a pod rescheduled, PostgreSQL restarted). urllib3 retries such a call with backoff (pauses of 0, 1, 2, 4, 8
+# and 8 s: 23 s in all), as the task SDK's own client does for the execution API; a request that may have been
+# acted upon is retried on a 5xx only when it is idempotent (urllib3's default methods: never POST, so a
+# trigger is never sent twice). After the last try the caller gets the response and its status.
+TRANSIENT = Retry(
+    total=6,
+    backoff_factor=0.5,
+    backoff_max=8,
+    status_forcelist=(500, 502, 503, 504),
+    raise_on_status=False,
+)
 
 
 class ApiError(RuntimeError):
-    pass
+    def __init__(self, message: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
 
 
 def scheduled_time(day: date) -> datetime:
@@ -57,12 +73,21 @@ def password_from_file(path: str | Path) -> str:
 class Client:
     """tripclick_daily_pipeline (or `dag_id`) on one api-server."""
 
-    def __init__(self, url: str, username: str, password: str, dag_id: str = DAG_ID, timeout: float = 60) -> None:
+    def __init__(
+        self,
+        url: str,
+        username: str,
+        password: str,
+        dag_id: str = DAG_ID,
+        timeout: float = 60,
+        retries: Retry = TRANSIENT,
+    ) -> None:
         self.url = url.rstrip("/")
+        self.retries = retries
         self.dag_id = dag_id
         self.timeout = timeout
         self._credentials = (username, password)
-        self.api = af.ApiClient(af.Configuration(host=self.url))
+        self.api = af.ApiClient(af.Configuration(host=self.url, retries=retries))
         self.dags = af.DAGApi(self.api)
         self.runs = af.DagRunApi(self.api)
         self.tis = af.TaskInstanceApi(self.api)
@@ -100,7 +125,10 @@ class Client:
                 if exc.status == 401 and attempt == 1:
                     self._login()
                     continue
-                raise ApiError(f"{fn.__name__}: HTTP {exc.status}: {str(exc.body)[:500]}") from None
+                raise ApiError(f"{fn.__name__}: HTTP {exc.status}: {str(exc.body)[:500]}", exc.status) from None
+            except urllib3.exceptions.HTTPError as exc:
+                reason = f"cannot reach {self.url} after {self.retries.total} retries: {exc}"
+                raise ApiError(f"{fn.__name__}: {reason}") from None
         raise AssertionError("unreachable")
 
     def call(self, method: str, path: str, body: dict | None = None, params: dict | None = None) -> dict:
