@@ -24,6 +24,7 @@ EXECUTION_TOKEN_SECONDS = 15
 AUTH_MANAGER = "airflow.providers.fab.auth_manager.fab_auth_manager.FabAuthManager"
 # The chart's hook Job runs this file too (chart/templates/admin-user-job.yaml).
 CREATE_ADMIN = config.REPO / "chart" / "files" / "create_admin.py"
+SUPERVISE = Path(__file__).with_name("supervise.py")
 
 
 DEMO_POLICY = {
@@ -249,7 +250,17 @@ class AirflowComponent(Service):
 
     def launch(self) -> int:
         e = env()
-        cmd = [str(config.VENV_BIN / "airflow"), self.component, *self.args]
+        # Under a supervisor that starts the component again when it exits, as the kubelet would: the scheduler
+        # and the triggerer exit when the metadata database goes away for a moment.
+        cmd = [
+            str(config.VENV_BIN / "python"),
+            str(SUPERVISE),
+            self.name,
+            "--",
+            str(config.VENV_BIN / "airflow"),
+            self.component,
+            *self.args,
+        ]
         pid = proc.start(self.name, cmd, env=e, cwd=airflow_home())
         (proc.run_dir() / f"{self.name}.env").write_text(env_fingerprint(e))
         return pid

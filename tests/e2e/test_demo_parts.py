@@ -190,3 +190,70 @@ def test_stopping_a_service_does_not_wait_for_its_parent_to_reap_it(capsys):
     finally:
         parent.kill()
         parent.wait(timeout=10)
+
+
+def _supervised(tmp_path: Path, child: str, **pauses: float) -> tuple[subprocess.Popen, Path]:
+    """demo/stack/supervise.py keeping `child` (Python source) running, its pauses shortened; each start of the
+    child appends its PID to the returned file."""
+    starts = tmp_path / "starts"
+    script = tmp_path / "child.py"
+    script.write_text(f"import os, sys, time\nSTARTS = {str(starts)!r}\n{child}")
+    setup = "".join(f"supervise.{k} = {v}\n" for k, v in pauses.items())
+    supervisor = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            f"import sys\nsys.path.insert(0, {str(helpers.REPO / 'demo' / 'stack')!r})\nimport supervise\n{setup}"
+            f"sys.exit(supervise.main(['child', '--', {sys.executable!r}, {str(script)!r}]))",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    return supervisor, starts
+
+
+def _pids(starts: Path, n: int, timeout: float = 60) -> list[int]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        pids = [int(x) for x in starts.read_text().split()] if starts.exists() else []
+        if len(pids) >= n:
+            return pids
+        time.sleep(0.1)
+    raise AssertionError(f"fewer than {n} starts within {timeout:.0f}s")
+
+
+# The first start exits as a scheduler does when its database goes away; the second one stays up.
+CRASH_ONCE = (
+    "first = not os.path.exists(STARTS)\n"
+    "with open(STARTS, 'a') as f:\n"
+    "    f.write(f'{os.getpid()}\\n')\n"
+    "sys.exit(1) if first else time.sleep(600)\n"
+)
+
+
+def test_a_supervised_component_that_exits_is_started_again_and_stops_with_its_supervisor(tmp_path):
+    supervisor, starts = _supervised(tmp_path, CRASH_ONCE, FIRST_PAUSE_S=0.2)
+    try:
+        first, second = _pids(starts, 2)
+        assert not proc.pid_alive(first) and proc.pid_alive(second)
+        assert proc.stop_pid("supervised", supervisor.pid, timeout=20)
+        assert supervisor.wait(timeout=20) is not None
+        assert not proc.pid_alive(second), "the component outlived its supervisor"
+        assert f"pid {first} exited with code 1; restart 1 in 0s" in supervisor.stdout.read()
+    finally:
+        supervisor.kill()
+
+
+def test_a_component_that_ignores_the_stop_signal_is_killed_after_the_grace(tmp_path):
+    stubborn = (
+        "import signal\nsignal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
+        "open(STARTS, 'a').write(f'{os.getpid()}\\n')\ntime.sleep(600)\n"
+    )
+    supervisor, starts = _supervised(tmp_path, stubborn, STOP_GRACE_S=1)
+    try:
+        (pid,) = _pids(starts, 1)
+        assert proc.stop_pid("supervised", supervisor.pid, timeout=20)
+        assert not proc.pid_alive(pid)
+        assert f"pid {pid} still running 1s after the stop signal; killing it" in supervisor.stdout.read()
+    finally:
+        supervisor.kill()
