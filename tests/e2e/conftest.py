@@ -31,20 +31,24 @@ def _skip_reason() -> str | None:
     return None
 
 
+def _stack_command(command: str, timeout: float) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "demo.stack", command],
+        cwd=helpers.REPO,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
 @pytest.fixture(scope="session")
 def stack():
     reason = _skip_reason()
     if reason:
         pytest.skip(reason)
     try:
-        r = subprocess.run(
-            [sys.executable, "-m", "demo.stack", "up"],
-            cwd=helpers.REPO,
-            capture_output=True,
-            text=True,
-            timeout=1500,
-            check=False,
-        )
+        r = _stack_command("up", timeout=1500)
         print(r.stdout)
         if r.returncode:
             pytest.fail(f"the demo stack did not come up:\n{r.stdout}\n{r.stderr}")
@@ -53,14 +57,7 @@ def stack():
         yield stack
     finally:
         try:
-            down = subprocess.run(
-                [sys.executable, "-m", "demo.stack", "down"],
-                cwd=helpers.REPO,
-                capture_output=True,
-                text=True,
-                timeout=300,
-                check=False,
-            )
+            down = _stack_command("down", timeout=300)
             print(down.stdout, down.stderr)
         except subprocess.TimeoutExpired as exc:
             printed = exc.stdout.decode(errors="replace") if isinstance(exc.stdout, bytes) else exc.stdout
