@@ -72,7 +72,7 @@ test: $(STAMP) ## Run every test layer, fastest first, then one line per layer: 
 	@$(PY) scripts/test_summary.py --results $(TEST_RESULTS) --checks "$(CHECK_LAYERS)" $(TEST_LAYERS)
 
 .PHONY: bench
-bench: bench-dag bench-e2e ## Print every benchmark: DAG parse cost, orchestration overhead, control-plane memory
+bench: bench-dag bench-e2e bench-footprint ## Print every benchmark: DAG parse cost, orchestration overhead, control-plane memory, idle cost and API load
 
 .PHONY: bench-dag
 bench-dag: $(STAMP) ## DAG cold import time against a trivial airflow.sdk DAG (medians, ratio)
@@ -219,4 +219,12 @@ test-e2e: system-deps $(STAMP) ## End-to-end layer: the pipeline on the real loc
 .PHONY: bench-e2e
 bench-e2e: system-deps $(STAMP) ## Orchestration overhead and control-plane memory over real demo runs (medians)
 	$(PY) -m demo.bench
+
+# The idle window defaults to five minutes with no run; IDLE_SECONDS shortens it.
+IDLE_SECONDS ?= 300
+LOAD_SECONDS ?= 120
+
+.PHONY: bench-footprint
+bench-footprint: system-deps $(STAMP) ## Idle CPU and memory per Airflow component, then 20 REST clients: latency, errors, api-server peak memory
+	$(PY) -m demo.bench_footprint --idle-seconds $(IDLE_SECONDS) --load-seconds $(LOAD_SECONDS)
 

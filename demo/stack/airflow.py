@@ -10,7 +10,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from . import config, proc
+from . import config, proc, values
 from .proc import StackError
 from .services import Service, clean_env, http_get, java_home, spark_home
 
@@ -248,8 +248,12 @@ class AirflowComponent(Service):
     def port(self) -> int | None:
         return config.PORTS["airflow_api"] if self.component == "api-server" else None
 
+    def env(self) -> dict[str, str]:
+        # The component's own database pool comes from the production values, as the chart gives it.
+        return {**env(), **values.component_env(self.component)}
+
     def launch(self) -> int:
-        e = env()
+        e = self.env()
         # Under a supervisor that starts the component again when it exits, as the kubelet would: the scheduler
         # and the triggerer exit when the metadata database goes away for a moment.
         cmd = [
@@ -267,7 +271,7 @@ class AirflowComponent(Service):
 
     def stale(self) -> bool:
         f = proc.run_dir() / f"{self.name}.env"
-        return not f.exists() or f.read_text() != env_fingerprint(env())
+        return not f.exists() or f.read_text() != env_fingerprint(self.env())
 
     def up(self) -> str:
         if self.pid() and self.stale():
@@ -290,7 +294,9 @@ class AirflowComponent(Service):
 def components() -> list[AirflowComponent]:
     return [
         AirflowComponent(
-            "api-server", ["--host", config.HOST, "--port", str(config.PORTS["airflow_api"]), "--workers", "1"], None
+            "api-server",
+            ["--host", config.HOST, "--port", str(config.PORTS["airflow_api"]), "--workers", values.api_workers()],
+            None,
         ),
         # The scheduler and triggerer log servers bind 0.0.0.0; LocalExecutor logs are local files anyway.
         AirflowComponent("scheduler", ["--skip-serve-logs"], "scheduler"),
