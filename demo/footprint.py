@@ -45,7 +45,15 @@ def tree(root: int, kids: dict[int, list[int]] | None = None) -> list[int]:
 
 
 def roots() -> dict[str, int]:
-    return {c.component: pid for c in stack_airflow.components() if (pid := c.pid())}
+    """Each component's Airflow process: the one child of its supervisor (demo/stack/supervise.py), which
+    stands for the kubelet and is not counted."""
+    found = {}
+    for component in stack_airflow.components():
+        pid = component.pid()
+        supervised = psutil.Process(pid).children() if pid else []
+        if supervised:
+            found[component.component] = supervised[0].pid
+    return found
 
 
 def _cpu_seconds(pids: list[int]) -> dict[int, float]:

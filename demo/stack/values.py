@@ -2,8 +2,9 @@
 
 Only what does not depend on Kubernetes, S3 or the token lifetimes the demo shortens on purpose is taken:
 the metadata database pool of each component (the chart's `config.database` for every Airflow pod, then a
-component's own `env` entries, which override it as the chart's env overrides airflow.cfg) and the
-api-server's worker count (`config.api.workers`).
+component's own `env` entries, which override it as the chart's env overrides airflow.cfg), how often the
+dag-processor parses an unchanged file (`config.dag_processor`) and the api-server's worker count
+(`config.api.workers`).
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ CHART_SECTIONS = {
     "dag-processor": "dagProcessor",
     "triggerer": "triggerer",
 }
-SHARED_CONFIG_SECTIONS = ("database",)
+SHARED_CONFIG_SECTIONS = ("database", "dag_processor")
 SHARED_ENV_PREFIX = "AIRFLOW__DATABASE__"
 
 
@@ -34,7 +35,8 @@ def airflow_values() -> dict[str, Any]:
 
 
 def component_env(component: str) -> dict[str, str]:
-    """AIRFLOW__DATABASE__* for one component, as the chart gives them to that component's pod."""
+    """AIRFLOW__DATABASE__* and AIRFLOW__DAG_PROCESSOR__* for one component, as the chart gives them to that
+    component's pod."""
     values = airflow_values()
     env = {
         f"AIRFLOW__{section.upper()}__{key.upper()}": str(value)
