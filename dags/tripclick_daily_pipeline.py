@@ -19,7 +19,7 @@ from tripclick.config import SPARK_CONN_ID, SPARK_JOBS, WEB_SERVERS
 from tripclick.deadline import gold_late
 from tripclick.discard import bind_discard
 from tripclick.notify import alert_failure, alert_retry, record_stage_timing, send_completion_summary
-from tripclick.pod_overrides import local_spark_pod, spark_driver_pod, task_pod
+from tripclick.pod_overrides import spark_driver_pod, task_pod
 from tripclick.policy import load_policy
 from tripclick.preflight import run_preflight
 from tripclick.producers import bind_producer, finish_producer
@@ -145,7 +145,7 @@ with DAG(
         application="",
         pre_execute=bind_discard,
         post_execute=record_stage_timing,
-        executor_config=local_spark_pod(policy["discard_partial_day"].pod),
+        executor_config=spark_driver_pod(policy["discard_partial_day"].pod),
         **policy["discard_partial_day"].operator_kwargs(),
     ).as_teardown()
 

@@ -2,9 +2,9 @@
 
 - Spark tasks run the client-mode driver, which executors on the Spark cluster call back: they
   use the node's network (hostNetwork) and learn the node's IP from the downward API as
-  ``SPARK_DRIVER_HOST``. No other task gets host networking.
-- A Spark task in local mode (``local_spark_pod``) has no executor to call it back: no host network,
-  only the scratch volume below.
+  ``SPARK_DRIVER_HOST``. No other task gets host networking. discard_partial_day (Spark in local
+  mode) needs no callback, but it reads the lake and fetches the s3a connector as they do, so it
+  gets their pod and with it their network paths.
 - Spark tasks also get a scratch volume for the connectors spark-submit fetches (``--packages``):
   ``spark.jars.ivy`` points there through ``TRIPCLICK_SPARK_IVY_DIR``, and it goes with the pod.
 - Every task gets requests and limits from the task policy, so the 15:00 peak (two producers and
@@ -46,38 +46,13 @@ def task_pod(pod: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _ivy() -> tuple[k8s.V1EnvVar, k8s.V1VolumeMount, k8s.V1Volume]:
-    return (
-        k8s.V1EnvVar(name=SPARK_IVY_DIR_ENV, value=SPARK_IVY_DIR),
-        k8s.V1VolumeMount(name=SPARK_IVY_VOLUME, mount_path=SPARK_IVY_DIR),
-        k8s.V1Volume(name=SPARK_IVY_VOLUME, empty_dir=k8s.V1EmptyDirVolumeSource(size_limit=SPARK_IVY_SIZE)),
-    )
-
-
-def local_spark_pod(pod: dict[str, Any]) -> dict[str, Any]:
-    """executor_config for a Spark job in local mode: its resources and an Ivy cache, the pod's own network."""
-    ivy_env, ivy_mount, ivy_volume = _ivy()
-    return {
-        "pod_override": k8s.V1Pod(
-            spec=k8s.V1PodSpec(
-                containers=[
-                    k8s.V1Container(
-                        name=TASK_CONTAINER, env=[ivy_env], resources=_resources(pod), volume_mounts=[ivy_mount]
-                    )
-                ],
-                volumes=[ivy_volume],
-            )
-        )
-    }
-
-
 def spark_driver_pod(pod: dict[str, Any]) -> dict[str, Any]:
     """executor_config for a Spark task: host networking, the node IP as the driver host, an Ivy cache."""
     node_ip = k8s.V1EnvVar(
         name=DRIVER_HOST_ENV,
         value_from=k8s.V1EnvVarSource(field_ref=k8s.V1ObjectFieldSelector(field_path="status.hostIP")),
     )
-    ivy_dir, ivy_mount, ivy_volume = _ivy()
+    ivy_dir = k8s.V1EnvVar(name=SPARK_IVY_DIR_ENV, value=SPARK_IVY_DIR)
     return {
         "pod_override": k8s.V1Pod(
             spec=k8s.V1PodSpec(
@@ -89,10 +64,12 @@ def spark_driver_pod(pod: dict[str, Any]) -> dict[str, Any]:
                         name=TASK_CONTAINER,
                         env=[node_ip, ivy_dir],
                         resources=_resources(pod),
-                        volume_mounts=[ivy_mount],
+                        volume_mounts=[k8s.V1VolumeMount(name=SPARK_IVY_VOLUME, mount_path=SPARK_IVY_DIR)],
                     )
                 ],
-                volumes=[ivy_volume],
+                volumes=[
+                    k8s.V1Volume(name=SPARK_IVY_VOLUME, empty_dir=k8s.V1EmptyDirVolumeSource(size_limit=SPARK_IVY_SIZE))
+                ],
             )
         )
     }

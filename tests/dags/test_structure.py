@@ -157,7 +157,7 @@ def test_spark_tasks_use_host_network_and_node_ip_others_do_not(dag):
         container = spec.containers[0]
         assert container.name == "base"
         assert container.resources.requests and container.resources.limits, task.task_id
-        if task.task_id in ("streaming_to_silver", "batch_to_bronze", "etl_to_gold"):
+        if task.task_id in ("streaming_to_silver", "batch_to_bronze", "etl_to_gold", "discard_partial_day"):
             assert spec.host_network is True
             assert spec.dns_policy == "ClusterFirstWithHostNet"
             env = {e.name: e for e in container.env}
