@@ -10,7 +10,6 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from functools import partial
 
-from airflow.providers.apache.spark.operators.spark_submit import SparkSubmitOperator
 from airflow.providers.docker.operators.docker import DockerOperator
 from airflow.providers.standard.operators.python import PythonOperator
 from airflow.providers.standard.sensors.date_time import DateTimeSensorAsync
@@ -18,13 +17,14 @@ from airflow.sdk import DAG, AsyncCallback, CronTriggerTimetable, DeadlineAlert,
 
 from tripclick.config import SPARK_CONN_ID, SPARK_JOBS, WEB_SERVERS
 from tripclick.deadline import gold_late
+from tripclick.discard import bind_discard
 from tripclick.notify import alert_failure, alert_retry, record_stage_timing, send_completion_summary
 from tripclick.pod_overrides import spark_driver_pod, task_pod
 from tripclick.policy import load_policy
 from tripclick.preflight import run_preflight
 from tripclick.producers import bind_producer, finish_producer
 from tripclick.run_context import wait_target_template
-from tripclick.spark_jobs import bind_spark_job
+from tripclick.spark_jobs import TripclickSparkSubmitOperator, bind_spark_job
 
 DOC_MD = """
 ### TripClick daily pipeline
@@ -37,7 +37,11 @@ Runs every day at **15:00 UTC** (00:00 KST) for `event_date` = the UTC date of t
    `streaming_to_silver` start together, so the stream is already reading when the first event is sent.
 3. `batch_to_bronze` starts when both producers and the stream are done, not before scheduled time + 2 h.
 4. `etl_to_gold` starts after bronze, not before scheduled time + 3 h.
-5. `notify_completion` posts the day's summary to Slack once every stage is done, whatever happened:
+5. `discard_partial_day` runs once the producers, the stream and bronze are done. On a day where one of
+   them failed it deletes what they left half-written (silver of the day and its streaming checkpoint;
+   bronze too when `batch_to_bronze` failed), so every layer is exact or absent and a plain rerun of the
+   date makes it exact; on a whole day it is skipped.
+6. `notify_completion` posts the day's summary to Slack once every stage is done, whatever happened:
    which stages failed, were skipped or never ran. Any failed task also posts its own alert, and a try
    that will be retried a warning (what failed, where); a configuration problem (missing Connection,
    malformed Variable) fails its task without retries. Every message also goes by email when Variable
@@ -101,7 +105,7 @@ with DAG(
     ]
 
     spark = {
-        job: SparkSubmitOperator(
+        job: TripclickSparkSubmitOperator(
             task_id=job,
             conn_id=SPARK_CONN_ID,
             deploy_mode="client",
@@ -131,6 +135,20 @@ with DAG(
         for job, offset in (("batch_to_bronze", policy.bronze_offset), ("etl_to_gold", policy.gold_offset))
     }
 
+    # Spark in local mode: deleting a few paths needs no cluster core. A teardown too (its rule is "all done"
+    # with no setup task): it runs whatever its upstream's states, and the run's state stays etl_to_gold's.
+    discard_partial_day = TripclickSparkSubmitOperator(
+        task_id="discard_partial_day",
+        conn_id=SPARK_CONN_ID,
+        deploy_mode="client",
+        # Application, arguments and the local master are set by bind_discard, or the task is skipped.
+        application="",
+        pre_execute=bind_discard,
+        post_execute=record_stage_timing,
+        executor_config=spark_driver_pod(policy["discard_partial_day"].pod),
+        **policy["discard_partial_day"].operator_kwargs(),
+    ).as_teardown()
+
     # A teardown runs once every stage is done, whatever their states, and its own state does not
     # decide the run's: a day with a failed stage still gets its summary and still ends failed.
     notify_completion = PythonOperator(
@@ -143,4 +161,5 @@ with DAG(
     preflight >> [*producers, spark["streaming_to_silver"], *waits.values()]
     [*producers, spark["streaming_to_silver"], waits["batch_to_bronze"]] >> spark["batch_to_bronze"]
     [spark["batch_to_bronze"], waits["etl_to_gold"]] >> spark["etl_to_gold"]
-    [preflight, *producers, *spark.values()] >> notify_completion
+    [*producers, spark["streaming_to_silver"], spark["batch_to_bronze"]] >> discard_partial_day
+    [preflight, *producers, *spark.values(), discard_partial_day] >> notify_completion

@@ -152,7 +152,7 @@ def finish(client: Client, run_id: str, timeout: float) -> int:
     if problems:
         print(f"run {run_id}: " + "; ".join(problems), file=sys.stderr)
         return 1
-    print(f"run {run_id}: success, {len(tasks)} tasks succeeded")
+    print(f"run {run_id}: success, {len(tasks)} tasks as a good day leaves them")
     return 0
 
 

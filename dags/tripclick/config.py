@@ -175,14 +175,15 @@ VARIABLES: tuple[VariableSpec, ...] = (
         "tripclick_spark_apps_dir",
         "str",
         "/opt/tripclick/spark",
-        "Folder with `streaming_to_silver.py`, `batch_to_bronze.py`, `etl_to_gold.py`.",
+        "Folder with `streaming_to_silver.py`, `batch_to_bronze.py`, `etl_to_gold.py`, `discard_partial_day.py`.",
     ),
     VariableSpec(
         "tripclick_spark_jobs",
         "json-object",
         {},
         "Per-job overrides `{job: {application, packages, conf, executor_memory, executor_cores, "
-        "total_executor_cores, driver_memory, extra_args}}` merged over the defaults.",
+        "total_executor_cores, driver_memory, extra_args, master}}` merged over the defaults; `master` (e.g. "
+        "`local[1]`, the default of `discard_partial_day`) runs the job inside its task instead of on `spark_cluster`.",
     ),
     VariableSpec("tripclick_spark_conf", "json-object", {}, "Spark conf applied to every job (e.g. S3 settings)."),
     VariableSpec(

@@ -31,6 +31,9 @@ SUMMARY_STAGES = (
     "batch_to_bronze",
     "etl_to_gold",
 )
+# Reported after the stages, but part of the day's outcome only when they fail: discard_partial_day is
+# skipped on a whole day, and on a failed day it is the repair, not the problem.
+CLEANUP_STAGES = ("discard_partial_day",)
 # Slack's markup in the first line, left out of an email's subject.
 _SLACK_MARKUP = re.compile(r"^:[a-z_]+:\s*|\*")
 
@@ -225,7 +228,11 @@ NOT_RUN = "not run"
 
 def summary_message(day: str, dag_id: str, rows: list[dict[str, Any]]) -> str:
     """First line: finished, or which stages failed, were skipped or never ran; then one line per stage."""
-    unfinished = [row for row in rows if row["state"] != "success"]
+    unfinished = [
+        row
+        for row in rows
+        if row["state"] != "success" and (row["stage"] not in CLEANUP_STAGES or row["state"] == "failed")
+    ]
     if not unfinished:
         lines = [f":large_green_circle: *{dag_id}* finished for {day}"]
     else:
@@ -248,10 +255,11 @@ def summary_message(day: str, dag_id: str, rows: list[dict[str, Any]]) -> str:
 def send_completion_summary(**context: Any) -> str:
     """The last task, run whatever happened upstream: post the day's summary (stage, start, duration, state)."""
     ti = context["ti"]
-    states = ti.get_task_states(dag_id=ti.dag_id, task_ids=list(SUMMARY_STAGES), run_ids=[ti.run_id])
+    stages = (*SUMMARY_STAGES, *CLEANUP_STAGES)
+    states = ti.get_task_states(dag_id=ti.dag_id, task_ids=list(stages), run_ids=[ti.run_id])
     run_states = states.get(ti.run_id, {})
     rows = []
-    for stage in SUMMARY_STAGES:
+    for stage in stages:
         timing = ti.xcom_pull(task_ids=stage, key=TIMING_XCOM_KEY) or {}
         rows.append(
             {

@@ -2,7 +2,9 @@
 
 - Spark tasks run the client-mode driver, which executors on the Spark cluster call back: they
   use the node's network (hostNetwork) and learn the node's IP from the downward API as
-  ``SPARK_DRIVER_HOST``. No other task gets host networking.
+  ``SPARK_DRIVER_HOST``. No other task gets host networking. discard_partial_day (Spark in local
+  mode) needs no callback, but it reads the lake and fetches the s3a connector as they do, so it
+  gets their pod and with it their network paths.
 - Spark tasks also get a scratch volume for the connectors spark-submit fetches (``--packages``):
   ``spark.jars.ivy`` points there through ``TRIPCLICK_SPARK_IVY_DIR``, and it goes with the pod.
 - Every task gets requests and limits from the task policy, so the 15:00 peak (two producers and

@@ -55,6 +55,15 @@ DEFAULT_POLICY: dict[str, dict[str, Any]] = {
         "timeout_s": 3600,
         "pod": _DRIVER_POD,
     },
+    # Deletes a failed day's partial partitions with Spark in local mode (one JVM, driver and executor):
+    # the driver's size; it runs once the day's stages are done, never at the 15:00 peak.
+    "discard_partial_day": {
+        "retries": 2,
+        "retry_delay_s": 60,
+        "max_retry_delay_s": 300,
+        "timeout_s": 900,
+        "pod": _DRIVER_POD,
+    },
     "notify": {"retries": 0, "retry_delay_s": 60, "max_retry_delay_s": 60, "timeout_s": 120, "pod": _SMALL_POD},
     # Deferrable waits hold no slot; the timeout bounds how long past its target a wait may sit.
     "wait": {"retries": 0, "retry_delay_s": 60, "max_retry_delay_s": 60, "timeout_s": 6 * 3600, "pod": _SMALL_POD},

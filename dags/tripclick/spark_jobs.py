@@ -1,9 +1,12 @@
-"""The three Spark applications: spark-submit arguments and conf, resolved when the task starts.
+"""The Spark applications: spark-submit arguments and conf, resolved when the task starts.
 
 Client deploy mode: the driver runs inside the Airflow task, so executors on the Spark cluster
 must be able to call it back. The driver advertises ``SPARK_DRIVER_HOST`` (the node's IP in
 Kubernetes, where Spark tasks use host networking) on fixed ports that the cluster's firewall and
 the chart's NetworkPolicy open.
+
+A job whose settings name a ``master`` (``local[N]``) runs whole inside its task instead: no executor
+calls it back, so it needs none of that, and it takes none of the cluster's cores.
 """
 
 from __future__ import annotations
@@ -14,6 +17,8 @@ import os
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
+
+from airflow.providers.apache.spark.operators.spark_submit import SparkSubmitOperator
 
 from tripclick import config
 from tripclick.run_context import event_date, show_in_ui
@@ -43,12 +48,17 @@ _COMMON_JOB_DEFAULTS: dict[str, Any] = {
     "executor_cores": 1,
     "driver_memory": "768m",
     "extra_args": [],
+    # None: the master of Connection spark_cluster.
+    "master": None,
 }
 _JOB_SPECIFICS: dict[str, dict[str, Any]] = {
     # Long-running (about 1 h): one executor core is enough for ~150k events per day.
     "streaming_to_silver": {"reads_transport": True, "total_executor_cores": 1},
     "batch_to_bronze": {"reads_transport": True, "total_executor_cores": 2},
     "etl_to_gold": {"reads_transport": False, "total_executor_cores": 2},
+    # Deletes a failed day's partial partitions: a few file-system calls, run after the day's jobs, so one
+    # local thread is plenty and it never waits for (or takes) the cluster's cores.
+    "discard_partial_day": {"reads_transport": False, "total_executor_cores": 1, "master": "local[1]"},
 }
 DEFAULT_JOBS: dict[str, dict[str, Any]] = {
     job: {"application": f"{job}.py", **_COMMON_JOB_DEFAULTS, **specifics} for job, specifics in _JOB_SPECIFICS.items()
@@ -62,6 +72,7 @@ _OVERRIDABLE = {
     "total_executor_cores": int,
     "driver_memory": str,
     "extra_args": list,
+    "master": str,
 }
 
 
@@ -72,6 +83,7 @@ class SparkJobSpec:
     application_args: list[str]
     conf: dict[str, str]
     packages: str | None
+    master: str | None = None
 
 
 def _job_settings(job: str, overrides: dict[str, Any], problems: list[str]) -> dict[str, Any]:
@@ -161,23 +173,28 @@ def spark_job(job: str, day: str, values: dict[str, Any], problems: list[str], i
     ivy_dir = os.environ.get(config.SPARK_IVY_DIR_ENV)
     if packages and ivy_dir:
         conf.setdefault("spark.jars.ivy", ivy_dir)
-    conf.update(
-        {
-            "spark.driver.host": _driver_host(values, problems, in_driver),
-            "spark.driver.port": str(values["tripclick_spark_driver_port"]),
-            "spark.driver.blockManager.port": str(values["tripclick_spark_blockmanager_port"]),
-            "spark.driver.memory": settings["driver_memory"],
-            "spark.executor.memory": settings["executor_memory"],
-            "spark.executor.cores": str(settings["executor_cores"]),
-            "spark.cores.max": str(settings["total_executor_cores"]),
-        }
-    )
+    if settings["master"] is None:
+        conf.update(
+            {
+                "spark.driver.host": _driver_host(values, problems, in_driver),
+                "spark.driver.port": str(values["tripclick_spark_driver_port"]),
+                "spark.driver.blockManager.port": str(values["tripclick_spark_blockmanager_port"]),
+                "spark.driver.memory": settings["driver_memory"],
+                "spark.executor.memory": settings["executor_memory"],
+                "spark.executor.cores": str(settings["executor_cores"]),
+                "spark.cores.max": str(settings["total_executor_cores"]),
+            }
+        )
+    else:
+        # In local mode the one JVM is driver and executor: nothing calls it back, no cluster core is taken.
+        conf["spark.driver.memory"] = settings["driver_memory"]
     return SparkJobSpec(
         name=f"tripclick-{job}-{day}",
         application=f"{values['tripclick_spark_apps_dir'].rstrip('/')}/{settings['application']}",
         application_args=args,
         conf=conf,
         packages=packages or None,
+        master=settings["master"],
     )
 
 
@@ -190,14 +207,36 @@ def resolve_spark_job(job: str, day: str) -> SparkJobSpec:
     return spec
 
 
-def bind_spark_job(job: str, context: Any) -> None:
-    """pre_execute hook of a Spark task: the day's application, arguments and conf."""
-    task = context["task"]
-    spec = resolve_spark_job(job, event_date(context))
+def apply_spec(task: Any, spec: SparkJobSpec) -> None:
     task.name = spec.name
     task.application = spec.application
     task.application_args = spec.application_args
     task.conf = spec.conf
     task.packages = spec.packages
+    task.master = spec.master
     show_in_ui(task)
-    log.info("Spark job %s: %s %s", job, spec.application, " ".join(spec.application_args))
+    where = f" (master {spec.master})" if spec.master else ""
+    log.info("Spark job %s%s: %s %s", spec.name, where, spec.application, " ".join(spec.application_args))
+
+
+def bind_spark_job(job: str, context: Any) -> None:
+    """pre_execute hook of a Spark task: the day's application, arguments and conf."""
+    apply_spec(context["task"], resolve_spark_job(job, event_date(context)))
+
+
+class TripclickSparkSubmitOperator(SparkSubmitOperator):
+    """spark-submit through Connection spark_cluster, unless the bound job names its own master (``local[N]``).
+
+    The provider takes the master from the Connection only; a job that runs inside its task overrides it
+    here, after the provider has resolved everything else (spark-binary and the like) from the Connection.
+    """
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.master: str | None = None
+
+    def _get_hook(self):
+        hook = super()._get_hook()
+        if self.master:
+            hook._connection["master"] = self.master
+        return hook

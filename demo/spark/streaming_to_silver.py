@@ -64,6 +64,11 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     return args
 
 
+def default_checkpoint(silver_path: str, day: str) -> str:
+    """Where the day's stream keeps its progress unless --checkpoint-path says otherwise."""
+    return f"{silver_path.rstrip('/')}/_checkpoints/streaming_to_silver/event_date={day}"
+
+
 def hadoop_path(spark: SparkSession, path: str):
     jvm = spark.sparkContext._jvm
     p = jvm.org.apache.hadoop.fs.Path(path)
@@ -102,9 +107,7 @@ def main(argv: list[str]) -> int:
     )
     spark.sparkContext.setLogLevel("WARN")
     target = f"{args.silver_path.rstrip('/')}/event_date={day}"
-    checkpoint = (
-        args.checkpoint_path or f"{args.silver_path.rstrip('/')}/_checkpoints/streaming_to_silver/event_date={day}"
-    )
+    checkpoint = args.checkpoint_path or default_checkpoint(args.silver_path, day)
     for path in (target, checkpoint):
         p, fs = hadoop_path(spark, path)
         if fs.exists(p):

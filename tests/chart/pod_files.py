@@ -42,7 +42,7 @@ def task_reads(task_id: str, values: dict[str, Any]) -> list[str]:
     """The files a task opens, computed by the DAG's own code from the Variables."""
     from tripclick import spark_jobs
 
-    if task_id in config.SPARK_JOBS:
+    if task_id in spark_jobs.DEFAULT_JOBS:
         problems: list[str] = []
         spec = spark_jobs.spark_job(task_id, DAY, values, problems, in_driver=False)
         assert problems == [], problems

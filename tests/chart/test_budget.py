@@ -201,7 +201,10 @@ def test_the_peak_is_what_runs_right_after_preflight(pipeline_dag):
     assert {"producer_server0", "producer_server1", "streaming_to_silver"} <= peak
     # Downstream of preflight, but waiting for other tasks too: not at 15:00.
     assert "notify_completion" in pipeline_dag.get_task("preflight").downstream_task_ids
-    assert not peak & {"notify_completion", "batch_to_bronze", "etl_to_gold"}
+    assert not peak & {"notify_completion", "batch_to_bronze", "etl_to_gold", "discard_partial_day"}
+    # discard_partial_day only runs once the 15:00 stages are done.
+    discard = pipeline_dag.get_task("discard_partial_day")
+    assert {"producer_server0", "producer_server1", "streaming_to_silver"} <= discard.upstream_task_ids
 
 
 def test_only_sensors_that_start_in_the_triggerer_go_without_a_pod():

@@ -17,7 +17,8 @@ import yaml
 
 from tests.chart import chartlib
 
-SPARK_TASKS = {"streaming_to_silver", "batch_to_bronze", "etl_to_gold"}
+# discard_partial_day runs Spark in local mode but reads the lake and fetches the s3a connector like the others.
+SPARK_TASKS = {"streaming_to_silver", "batch_to_bronze", "etl_to_gold", "discard_partial_day"}
 DOCKER_TASKS = {"preflight", "producer_server0", "producer_server1"}
 TLS_MOUNT = "/opt/airflow/secrets/docker-tls"
 

@@ -323,7 +323,7 @@ def test_task_pods_as_the_executor_builds_them_get_the_same_verdicts(full_render
     pods = build_pods(full_renders, pipeline_dag, tmp_path)
     expected = {"task": endpoints(), "spark-task": endpoints()}
     spark = {t for t, pod in pods.items() if pod["spec"].get("hostNetwork")}
-    assert spark == {"streaming_to_silver", "batch_to_bronze", "etl_to_gold"}
+    assert spark == {"streaming_to_silver", "batch_to_bronze", "etl_to_gold", "discard_partial_day"}
     for task_id, pod in pods.items():
         role = "spark-task" if task_id in spark else "task"
         override = {role: {"pod": pod["metadata"]["labels"]}}

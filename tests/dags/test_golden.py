@@ -75,6 +75,16 @@ def test_spark_submit_kafka(dag, job, monkeypatch):
     assert_matches_golden(f"{job}.kafka.json", spark_submit_command(_bound(dag, job)))
 
 
+def test_spark_submit_discard_partial_day_kafka(dag, monkeypatch):
+    """A day whose batch_to_bronze failed: silver (with its checkpoint) and bronze are discarded."""
+    from tests.dags.test_discard import _bind
+
+    monkeypatch.delenv("SPARK_DRIVER_HOST", raising=False)
+    states = {"producer_server0": "success", "producer_server1": "success", "streaming_to_silver": "success"}
+    task = _bind(dag, {**states, "batch_to_bronze": "failed"})
+    assert_matches_golden("discard_partial_day.kafka.json", spark_submit_command(task))
+
+
 def test_spark_submit_landing(dag, monkeypatch):
     for key, value in LANDING.items():
         monkeypatch.setenv(key, value)

@@ -162,6 +162,34 @@ def test_summary_names_skipped_stages_apart(monkeypatch):
     assert first.endswith("did not finish for 2020-10-01: skipped: etl_to_gold")
 
 
+def test_a_good_day_skips_the_discard_and_is_still_finished(monkeypatch):
+    from tripclick.notify import SUMMARY_STAGES
+
+    states = {**dict.fromkeys(SUMMARY_STAGES, "success"), "discard_partial_day": "skipped"}
+    lines = _summary(monkeypatch, states).splitlines()
+    assert lines[0] == ":large_green_circle: *tripclick_daily_pipeline* finished for 2020-10-01"
+    assert "- discard_partial_day: skipped, started -, took -" in lines
+
+
+def test_a_failed_day_reports_its_discard_and_a_failed_discard_is_named(monkeypatch):
+    from tripclick.notify import SUMMARY_STAGES
+
+    states = {
+        **dict.fromkeys(SUMMARY_STAGES, "success"),
+        "producer_server0": "failed",
+        "batch_to_bronze": "upstream_failed",
+        "etl_to_gold": "upstream_failed",
+        "discard_partial_day": "success",
+    }
+    lines = _summary(monkeypatch, states).splitlines()
+    assert lines[0].endswith(
+        "did not finish for 2020-10-01: failed: producer_server0; not run: batch_to_bronze, etl_to_gold"
+    )
+    assert "- discard_partial_day: success, started -, took -" in lines
+    first = _summary(monkeypatch, {**states, "discard_partial_day": "failed"}).splitlines()[0]
+    assert first.endswith("failed: producer_server0, discard_partial_day; not run: batch_to_bronze, etl_to_gold")
+
+
 def test_configuration_failure_alert_says_it_is_not_retried(monkeypatch):
     from tripclick.config import ConfigError
     from tripclick.notify import NOT_RETRIED, failure_message

@@ -94,3 +94,11 @@ def test_the_stages_are_the_ones_the_summary_reports():
 def test_make_targets_run_the_cli_locally_unless_airflow_url_is_set(make_args, expected):
     done = subprocess.run(["make", "-n", *make_args], cwd=REPO, capture_output=True, text=True, check=False)
     assert expected in done.stdout, done.stdout + done.stderr
+
+
+def test_a_good_day_skips_the_discard_and_any_other_state_of_it_is_a_problem():
+    good = [{"task_id": s, "state": "success"} for s in outcomes.STAGES]
+    assert outcomes.task_problems("success", [*good, {"task_id": "discard_partial_day", "state": "skipped"}]) == []
+    assert outcomes.task_problems("success", [*good, {"task_id": "discard_partial_day", "state": "success"}]) == [
+        "task discard_partial_day is 'success', expected 'skipped'"
+    ]

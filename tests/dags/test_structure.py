@@ -21,6 +21,11 @@ EXPECTED_EDGES = {
     ("wait_for_batch_to_bronze_window", "batch_to_bronze"),
     ("batch_to_bronze", "etl_to_gold"),
     ("wait_for_etl_to_gold_window", "etl_to_gold"),
+    # A failed day's partial partitions are discarded once the stages that write them are done.
+    ("producer_server0", "discard_partial_day"),
+    ("producer_server1", "discard_partial_day"),
+    ("streaming_to_silver", "discard_partial_day"),
+    ("batch_to_bronze", "discard_partial_day"),
     # The summary waits for every stage, whatever their states.
     ("preflight", "notify_completion"),
     ("producer_server0", "notify_completion"),
@@ -28,6 +33,7 @@ EXPECTED_EDGES = {
     ("streaming_to_silver", "notify_completion"),
     ("batch_to_bronze", "notify_completion"),
     ("etl_to_gold", "notify_completion"),
+    ("discard_partial_day", "notify_completion"),
 }
 
 
@@ -151,10 +157,14 @@ def test_spark_tasks_use_host_network_and_node_ip_others_do_not(dag):
         container = spec.containers[0]
         assert container.name == "base"
         assert container.resources.requests and container.resources.limits, task.task_id
-        if task.task_id in ("streaming_to_silver", "batch_to_bronze", "etl_to_gold"):
+        if task.task_id in ("streaming_to_silver", "batch_to_bronze", "etl_to_gold", "discard_partial_day"):
             assert spec.host_network is True
             assert spec.dns_policy == "ClusterFirstWithHostNet"
             env = {e.name: e for e in container.env}
             assert env["SPARK_DRIVER_HOST"].value_from.field_ref.field_path == "status.hostIP"
         else:
             assert not spec.host_network, task.task_id
+        if task.task_id in ("streaming_to_silver", "batch_to_bronze", "etl_to_gold", "discard_partial_day"):
+            # Room for what spark-submit fetches (--packages), away from the image's home.
+            assert {e.name for e in container.env} >= {"TRIPCLICK_SPARK_IVY_DIR"}, task.task_id
+            assert [v.name for v in spec.volumes] == ["spark-ivy"], task.task_id

@@ -63,12 +63,21 @@ def assert_day_exact(day: str) -> None:
     assert {row[1]: row[2] for row in marts["mart_clinical_areas"]} == dict(areas)
 
 
-def assert_silver_holds_only_landed(day: str, landed: set[str]) -> None:
-    """On a failed day the stream publishes what reached it before it stopped: silver holds only events that
-    landed, each once (it is not complete; the rerun makes it so)."""
-    silver = Counter(r["dedup_key"] for r in helpers.parquet_rows("silver", day))
-    assert set(silver) <= landed, f"silver for {day}: {len(set(silver) - landed)} event(s) that never landed"
-    assert not silver or max(silver.values()) == 1, f"silver for {day} holds an event twice"
+def silver_partition(day: str):
+    return helpers.api.lake_partition("silver", day)
+
+
+def bronze_partition(day: str):
+    return helpers.api.lake_partition("bronze", day)
+
+
+def assert_day_absent(day: str) -> None:
+    """A failed day leaves no layer half-written: silver (with the stream's checkpoint), bronze and gold are
+    absent, so nothing reads a partial day and a plain rerun rewrites them all."""
+    checkpoint = config.lake_root() / "silver" / "_checkpoints" / "streaming_to_silver" / f"event_date={day}"
+    for path in (silver_partition(day), checkpoint):
+        assert not path.exists(), f"{path} is left from the failed day: {sorted(p.name for p in path.iterdir())[:5]}"
+    helpers.assert_nothing_downstream(day)
 
 
 def task_log_via_api(stack, run_id: str, task_id: str, try_number: int) -> list:

@@ -54,7 +54,8 @@ def _assert_stopped_at_preflight(stack, run, day, *, tries: int) -> str:
         run,
         day,
         {"failed": {"preflight"}, "not run": set(AFTER_PREFLIGHT)},
-        {"preflight": "failed", **dict.fromkeys(AFTER_PREFLIGHT, "upstream_failed")},
+        # Nothing of the run reached the lake: nothing to discard.
+        {"preflight": "failed", **dict.fromkeys(AFTER_PREFLIGHT, "upstream_failed"), "discard_partial_day": "skipped"},
     )
     return alert
 
@@ -148,8 +149,11 @@ def test_producer_exiting_non_zero_is_retried_then_fails_the_run(stack, failed_p
             "streaming_to_silver": "success",
             "batch_to_bronze": "upstream_failed",
             "etl_to_gold": "upstream_failed",
+            # The stream ran, so what it published of the failed day was discarded.
+            "discard_partial_day": "success",
         },
     )
+    assert not helpers.api.lake_partition("silver", day).exists(), "the failed day's partial silver is left"
 
 
 def test_failed_producer_containers_are_kept_on_their_server_for_inspection(stack, failed_producer_run):
@@ -220,8 +224,11 @@ def test_malformed_variable_fails_each_producer_once_without_retries(stack):
             "streaming_to_silver": "success",
             "batch_to_bronze": "upstream_failed",
             "etl_to_gold": "upstream_failed",
+            # The stream ran, so what it published of the failed day was discarded.
+            "discard_partial_day": "success",
         },
     )
+    assert not helpers.api.lake_partition("silver", day).exists(), "the failed day's partial silver is left"
 
 
 def test_producer_image_missing_on_one_daemon_fails_preflight_naming_it(stack):

@@ -10,6 +10,7 @@ import os
 import signal
 import subprocess
 import time
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from datetime import date
 from pathlib import Path
@@ -135,10 +136,10 @@ def test_hanging_producer_times_out_its_container_is_stopped_and_the_alert_says_
             assert f"timed out: still running after its execution_timeout of 0:00:{timeout_s}" in alert, alert
             assert f"where: container tripclick-producer-{server}-{day}-try{n} on the Docker daemon {url}" in alert
     assert f"timed out: still running after its execution_timeout of 0:00:{timeout_s}" in out, out[-3000:]
-    # Bronze and gold are absent. Silver holds only events that landed, each once; the stream may have stopped
-    # before a later try re-sent its first event, so it is not claimed complete for a failed day.
-    mh.assert_silver_holds_only_landed(day, {r["dedup_key"] for r in mh.landed_records(day)})
-    helpers.assert_nothing_downstream(day)
+    # The stream published what had landed; discard_partial_day deleted it with its checkpoint, so silver,
+    # bronze and gold of the failed day are all absent.
+    assert "discard_partial_day: deleted " in out, out[-3000:]
+    mh.assert_day_absent(day)
 
     rerun = stack.run(day)
     assert rerun.state == "success", {t: ti["state"] for t, ti in rerun.tasks.items()}
@@ -254,11 +255,68 @@ def test_full_landing_disk_fails_the_producers_naming_the_path_and_enospc(stack)
         last = done[-1]["try_number"]
         assert f"where: container tripclick-producer-{server}-{day}-try{last}" in alert, alert
         assert len(mh.retry_warnings(t0, task_id)) == tries - 1
-    # Bronze and gold absent; silver holds only what landed before the disk filled, each event once.
-    mh.assert_silver_holds_only_landed(day, landed)
-    helpers.assert_nothing_downstream(day)
+    assert landed, "nothing landed before the disk filled: the stream had nothing partial to publish"
+    # What the stream published before the disk filled is gone with its checkpoint: every layer is absent.
+    assert run.tasks["discard_partial_day"]["state"] == "success", run.tasks["discard_partial_day"]
+    assert f"deleted {mh.silver_partition(day)}" in run.log("discard_partial_day")
+    mh.assert_day_absent(day)
     mh.assert_every_log_readable(stack, run)
 
     rerun = stack.run(day)
     assert rerun.state == "success", {t: ti["state"] for t, ti in rerun.tasks.items()}
     mh.assert_day_exact(day)
+
+
+def _spark_submit_of(app_name: str) -> list:
+    """The spark-submit JVM of the named application (this stack's, by its --name)."""
+    import psutil
+
+    found = []
+    for p in psutil.process_iter(["pid", "cmdline"]):
+        cmd = p.info["cmdline"] or []
+        if "org.apache.spark.deploy.SparkSubmit" in cmd and app_name in cmd:
+            found.append(p)
+    return found
+
+
+def test_batch_to_bronze_killed_after_writing_part_of_bronze_its_partial_day_is_discarded(stack):
+    day = "2020-08-17"
+    stack.reset_day(day)
+    stack.generate(day)
+    app_name = f"tripclick-batch_to_bronze-{day}"
+    bronze = mh.bronze_partition(day)
+    # One try, so the killed one is the last: the run is `airflow dags test` with its own policy.
+    policy = {**DEMO_POLICY, "batch_to_bronze": {**DEMO_POLICY["batch_to_bronze"], "retries": 0}}
+    t0 = time.time()
+    pool = ThreadPoolExecutor(1)
+    try:
+        pending = pool.submit(stack.dags_test, day, extra_env={"AIRFLOW_VAR_TRIPCLICK_TASK_POLICY": json.dumps(policy)})
+        # Once its driver has begun to write the day's bronze partition, the job dies as a lost pod would.
+        victims = mh.wait_for(
+            f"{app_name} writing {bronze}",
+            lambda: bronze.exists() and _spark_submit_of(app_name),
+            pending,
+        )
+        for victim in victims:
+            victim.kill()
+        result = pending.result()
+    finally:
+        pool.shutdown(wait=True)
+    out = result.stdout + result.stderr
+    assert result.returncode != 0, out[-3000:]
+    (tried,) = stack.dags_test_tries(day, "batch_to_bronze", t0)
+    assert tried["state"] == "failed", tried
+    (discard,) = stack.dags_test_tries(day, "discard_partial_day", t0)
+    assert discard["state"] == "success", discard
+    # The alert names what failed and where; the discard's log names what it deleted.
+    (alert,) = mh.alerts_for(t0, "batch_to_bronze")
+    assert f"where: Spark application {app_name}" in alert, alert
+    for path in (mh.silver_partition(day), bronze):
+        assert f"discard_partial_day: deleted {path}" in out, out[-3000:]
+    mh.assert_day_absent(day)
+
+    rerun = stack.run(day)
+    assert rerun.state == "success", {t: ti["state"] for t, ti in rerun.tasks.items()}
+    assert rerun.tasks["discard_partial_day"]["state"] == "skipped"
+    mh.assert_day_exact(day)
+    mh.assert_every_log_readable(stack, rerun, since=rerun.started)

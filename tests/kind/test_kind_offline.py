@@ -231,9 +231,11 @@ def test_scripts_pass_shellcheck():
 
 
 STAGES = ("preflight", "producer_server0", "producer_server1", "streaming_to_silver", "batch_to_bronze", "etl_to_gold")
-SUMMARY = ":large_green_circle: *tripclick_daily_pipeline* finished for 2020-06-01\n" + "\n".join(
-    f"- {stage}: success, started 2020-06-01T15:00:00+00:00, took 0m05s" for stage in STAGES
-)
+SUMMARY = (
+    ":large_green_circle: *tripclick_daily_pipeline* finished for 2020-06-01\n"
+    + "\n".join(f"- {stage}: success, started 2020-06-01T15:00:00+00:00, took 0m05s" for stage in STAGES)
+    + "\n- discard_partial_day: skipped, started -, took -"
+)  # a good day skips it
 ALERT = ":red_circle: *tripclick_daily_pipeline* task *producer_server0* failed\ndate: 2020-06-01   try: 1"
 
 
@@ -249,6 +251,7 @@ def received(*texts: str) -> list[dict]:
         (received(), 1),
         (received(SUMMARY.replace("2020-06-01", "2020-06-02")), 1),
         (received(SUMMARY.replace("etl_to_gold: success", "etl_to_gold: failed")), 1),
+        (received(SUMMARY.replace("discard_partial_day: skipped", "discard_partial_day: success")), 1),
         (received(ALERT, SUMMARY), 1),
         (received(SUMMARY, SUMMARY), 1),
     ],
