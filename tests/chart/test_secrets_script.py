@@ -19,6 +19,7 @@ import pytest
 import yaml
 
 from tests.chart import chartlib
+from tests.dags.netutil import send_json
 
 _spec = importlib.util.spec_from_file_location("make_secrets", chartlib.REPO / "scripts" / "make_secrets.py")
 ms = importlib.util.module_from_spec(_spec)
@@ -360,12 +361,7 @@ class _FakeApiServer:
                 pass
 
             def _send(self, code, body):
-                data = json.dumps(body).encode()
-                self.send_response(code)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
+                send_json(self, code, body)
 
             def _body(self):
                 return json.loads(self.rfile.read(int(self.headers["Content-Length"])))

@@ -1,4 +1,4 @@
-"""Loopback helpers for tests that need a real socket: a closed port and a webhook receiver."""
+"""Loopback helpers for tests that need a real socket: a closed port, a JSON answer and a webhook receiver."""
 
 from __future__ import annotations
 
@@ -13,6 +13,16 @@ def closed_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+def send_json(handler: BaseHTTPRequestHandler, code: int, body: object) -> None:
+    """Answer the request `handler` is serving with `code` and `body` as JSON."""
+    data = json.dumps(body).encode()
+    handler.send_response(code)
+    handler.send_header("Content-Type", "application/json")
+    handler.send_header("Content-Length", str(len(data)))
+    handler.end_headers()
+    handler.wfile.write(data)
 
 
 class LoopbackServer:

@@ -3,13 +3,12 @@ metadata database restarting), without ever sending a trigger twice; against a r
 
 from __future__ import annotations
 
-import json
 import threading
 from http.server import BaseHTTPRequestHandler
 
 import pytest
 
-from tests.dags.netutil import LoopbackServer, closed_port
+from tests.dags.netutil import LoopbackServer, closed_port, send_json
 from tripclick_ops.api import TRANSIENT, ApiError, Client
 
 # The production retries without their pauses, for the tests that exhaust them.
@@ -40,12 +39,7 @@ class FlakyApiServer(LoopbackServer):
                     code, body = status, {"detail": "Database error"}
                 else:
                     code, body = 200, {"state": "running"}
-                data = json.dumps(body).encode()
-                self.send_response(code)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
+                send_json(self, code, body)
 
             do_GET = do_POST = _answer  # noqa: N815 - http.server's naming
 
