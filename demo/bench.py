@@ -27,20 +27,12 @@ from datetime import date, timedelta
 
 import psutil
 
-from demo import api
+from demo import api, footprint
 from demo.datagen.generate import generate_day, write_day
-from demo.stack import airflow as stack_airflow
-from demo.stack import config, proc
+from demo.stack import config
 from demo.stack.services import DockerDaemon, http_get
 
 FIRST_DAY = date(2020, 7, 1)
-
-
-def _children() -> dict[int, list[int]]:
-    kids: dict[int, list[int]] = {}
-    for process in psutil.process_iter(["ppid"]):
-        kids.setdefault(process.info["ppid"], []).append(process.pid)
-    return kids
 
 
 def _mem_kb(pid: int) -> tuple[int, int]:
@@ -53,21 +45,10 @@ def _mem_kb(pid: int) -> tuple[int, int]:
 
 
 def control_plane_pids() -> list[int]:
-    kids = _children()
-    pids: list[int] = []
-    for comp in stack_airflow.components():
-        root = comp.pid()
-        if not root:
-            continue
-        stack = [root]
-        while stack:
-            pid = stack.pop()
-            pids.append(pid)
-            # A LocalExecutor worker belongs to the scheduler; what it forks to run a task does not.
-            if "LocalExecutor" in proc.cmdline(pid):
-                continue
-            stack.extend(kids.get(pid, []))
-    return pids
+    """The four components' Airflow processes and their descendants, LocalExecutor task processes excepted
+    (demo/footprint.py), not their supervisors."""
+    kids = footprint.children()
+    return [pid for root in footprint.roots().values() for pid in footprint.tree(root, kids)]
 
 
 def sample_memory(stop: threading.Event, out: list[tuple[int, int]]) -> None:

@@ -25,7 +25,7 @@ class Usage:
     pss_mib: float
 
 
-def _children() -> dict[int, list[int]]:
+def children() -> dict[int, list[int]]:
     kids: dict[int, list[int]] = {}
     for process in psutil.process_iter(["ppid"]):
         kids.setdefault(process.info["ppid"], []).append(process.pid)
@@ -33,7 +33,7 @@ def _children() -> dict[int, list[int]]:
 
 
 def tree(root: int, kids: dict[int, list[int]] | None = None) -> list[int]:
-    kids = _children() if kids is None else kids
+    kids = children() if kids is None else kids
     pids, stack = [], [root]
     while stack:
         pid = stack.pop()
@@ -82,12 +82,12 @@ def memory_mib(pids: list[int]) -> tuple[float, float]:
 def window(seconds: float) -> dict[str, Usage]:
     """CPU share of one core per component over `seconds`, and its memory at the end."""
     start_roots = roots()
-    kids = _children()
+    kids = children()
     before = {name: _cpu_seconds(tree(pid, kids)) for name, pid in start_roots.items()}
     t0 = time.monotonic()
     time.sleep(seconds)
     elapsed = time.monotonic() - t0
-    kids = _children()
+    kids = children()
     out = {}
     for name, pid in start_roots.items():
         pids = tree(pid, kids)
