@@ -11,7 +11,6 @@ asserts nothing (tests/e2e/test_api_load.py holds the correctness side). The sta
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import sys
 import threading
@@ -20,7 +19,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from demo import api
+from demo.stack import airflow as stack_airflow
 from demo.stack import config
+from demo.stack.proc import StackError
 from demo.stack.services import http_get
 
 PAGE = {"limit": 50}
@@ -62,10 +63,9 @@ class Result:
 def health_ok(timeout: float = HEALTH_TIMEOUT) -> bool:
     """The api-server's health endpoint answers and finds the metadata database healthy."""
     try:
-        code, body = http_get(f"{config.airflow_url()}/api/v2/monitor/health", timeout=timeout)
-    except OSError:
+        return stack_airflow.health(timeout)["metadatabase"]["status"] == "healthy"
+    except (OSError, StackError, KeyError):
         return False
-    return code == 200 and json.loads(body).get("metadatabase", {}).get("status") == "healthy"
 
 
 def execution_api_ok(timeout: float = CHECK_TIMEOUT) -> bool:

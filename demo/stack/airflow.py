@@ -221,8 +221,8 @@ def migrate(e: dict[str, str]) -> None:
     print(f"  airflow db migrate: done ({time.monotonic() - t0:.0f}s)")
 
 
-def health() -> dict:
-    code, body = http_get(f"{config.airflow_url()}/api/v2/monitor/health", timeout=3)
+def health(timeout: float = 3.0) -> dict:
+    code, body = http_get(f"{config.airflow_url()}/api/v2/monitor/health", timeout=timeout)
     if code != 200:
         raise StackError(f"api-server health answered {code}")
     return json.loads(body)
