@@ -5,6 +5,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import urllib.request
 from pathlib import Path
 
@@ -18,6 +20,17 @@ __all__ = ["MARTS", "ApiError", "Client", "airflow", "parse_time", "scheduled_ti
 def airflow() -> Client:
     """The REST client logged in to the local stack's api-server as its admin."""
     return Client(config.airflow_url(), config.ADMIN_USER, config.load_secrets()["admin_password"], config.DAG_ID)
+
+
+def stack_ready() -> Client:
+    """Start the local stack (reusing what is up) as `make demo-up` does, then the REST client once the DAG is
+    parsed; exits with `up`'s code if the stack does not come up."""
+    r = subprocess.run([sys.executable, "-m", "demo.stack", "up"], cwd=config.REPO, check=False)
+    if r.returncode:
+        raise SystemExit(r.returncode)
+    client = airflow()
+    client.wait_dag()
+    return client
 
 
 def slack_messages(since: float = 0.0) -> list[dict]:

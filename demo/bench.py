@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import subprocess
 import sys
 import threading
 import time
@@ -139,11 +138,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--events", type=int, default=4000)
     args = ap.parse_args(argv)
-    r = subprocess.run([sys.executable, "-m", "demo.stack", "up"], cwd=config.REPO, check=False)
-    if r.returncode:
-        return r.returncode
-    af = api.airflow()
-    af.wait_dag()
+    af = api.stack_ready()
     results = []
     for i in range(args.runs):
         res = one_run(af, FIRST_DAY + timedelta(days=i), args.events)

@@ -14,12 +14,10 @@ The orchestration overhead per task of real runs is `make bench-e2e` (demo/bench
 from __future__ import annotations
 
 import argparse
-import subprocess
 import sys
 import time
 
 from demo import api, footprint, load
-from demo.stack import config
 
 SETTLE_SECONDS = 30  # after `up` the dag-processor parses the DAG folder once: not idle yet
 
@@ -34,10 +32,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--load-seconds", type=float, default=120)
     ap.add_argument("--clients", type=int, default=20)
     args = ap.parse_args(argv)
-    r = subprocess.run([sys.executable, "-m", "demo.stack", "up"], cwd=config.REPO, check=False)
-    if r.returncode:
-        return r.returncode
-    api.airflow().wait_dag()
+    api.stack_ready()
     time.sleep(SETTLE_SECONDS)
 
     idle = footprint.window(args.idle_seconds)
