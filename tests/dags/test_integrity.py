@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ast
 import shutil
 import subprocess
 import sys
@@ -10,6 +9,7 @@ from pathlib import Path
 
 from tests.conftest import DAGS, REPO
 from tests.dags.dev_config import DEV_ENV
+from tests.dags.imports import imported_modules
 
 EXPECTED_DAG_IDS = {"tripclick_daily_pipeline"}
 
@@ -96,17 +96,10 @@ def imports_of_other_dags(folder: Path) -> list[tuple[str, str]]:
     dag_modules = {path.stem for path in folder.glob("*.py")}
     found = []
     for path in sorted(folder.rglob("*.py")):
-        for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
-            if isinstance(node, ast.Import):
-                names = [alias.name for alias in node.names]
-            elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-                names = [node.module]
-            else:
-                continue
-            for name in names:
-                top = name.split(".")[0]
-                if top in dag_modules and top != path.stem:
-                    found.append((path.relative_to(folder).as_posix(), top))
+        for name in imported_modules(path, folder):
+            top = name.split(".")[0]
+            if top in dag_modules and top != path.stem:
+                found.append((path.relative_to(folder).as_posix(), top))
     return found
 
 
