@@ -189,11 +189,13 @@ demo-down: ## Stop every process the local stack started (by PID); data stays in
 	@if [ -x $(PY) ]; then $(PY) -m demo.stack down; else echo "no venv: nothing was started"; fi
 
 ##@ Operate
-# --- operations (docs/operations.md): the local stack unless AIRFLOW_URL is set; production through
-# `kubectl port-forward svc/<release>-api-server 8080:8080` with AIRFLOW_URL=http://127.0.0.1:8080 and
-# AIRFLOW_USER and AIRFLOW_PASSWORD_FILE (a file with the key password of Secret tripclick-admin) or AIRFLOW_PASSWORD.
+# --- operations (docs/operations.md): production through `kubectl port-forward svc/<release>-api-server 8080:8080`
+# with AIRFLOW_URL=http://127.0.0.1:8080 and AIRFLOW_USER and AIRFLOW_PASSWORD_FILE (a file with the key password
+# of Secret tripclick-admin) or AIRFLOW_PASSWORD. Without AIRFLOW_URL the local stack hands the client the same
+# variables (python -m demo.stack ops-env); a failure to get them stops the target.
 AIRFLOW_URL ?=
-OPS = $(PY) -m tripclick_ops $(if $(AIRFLOW_URL),--url $(AIRFLOW_URL) $(if $(AIRFLOW_PASSWORD_FILE),--password-file $(AIRFLOW_PASSWORD_FILE)),--local)
+OPS = $(if $(AIRFLOW_URL),,ops_env="$$($(PY) -m demo.stack ops-env)" && eval "$$ops_env" &&) \
+  $(PY) -m tripclick_ops$(if $(AIRFLOW_URL), --url $(AIRFLOW_URL)$(if $(AIRFLOW_PASSWORD_FILE), --password-file $(AIRFLOW_PASSWORD_FILE)))
 
 .PHONY: rerun-stage
 rerun-stage: $(STAMP) ## Run one stage of a day again with what depends on it (DATE=YYYY-MM-DD STAGE=<stage>)

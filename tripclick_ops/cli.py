@@ -7,10 +7,11 @@
     python -m tripclick_ops slack-check --date D < messages.json            (make kind-test)
     python -m tripclick_ops outcomes --date D --lake DIR --generated F --pg-dsn DSN
 
-Connection: --local (the local demo stack: its URL and admin password from its state directory), or
---url (production: `kubectl port-forward svc/<release>-api-server 8080:8080`, then http://127.0.0.1:8080)
-with --user (Secret tripclick-admin's key username) and the password in --password-file (a file holding
-only the Secret's key password) or in the environment variable AIRFLOW_PASSWORD.
+Connection: --url (production: `kubectl port-forward svc/<release>-api-server 8080:8080`, then
+http://127.0.0.1:8080) with --user (Secret tripclick-admin's key username) and the password in --password-file
+(a file holding only the Secret's key password) or in the environment variable AIRFLOW_PASSWORD; each option
+defaults to its environment variable: AIRFLOW_URL, AIRFLOW_USER, AIRFLOW_PASSWORD_FILE. The local demo stack
+is reached the same way: `eval "$(python -m demo.stack ops-env)"` sets those variables for it.
 """
 
 from __future__ import annotations
@@ -53,14 +54,13 @@ def connection_options(p: argparse.ArgumentParser, suppress: bool) -> None:
     def default(value):
         return argparse.SUPPRESS if suppress else value
 
-    p.add_argument("--local", action="store_true", default=default(False), help="the local demo stack")
     p.add_argument(
         "--url", default=default(os.environ.get("AIRFLOW_URL") or "http://127.0.0.1:8080"), help="api-server URL"
     )
     p.add_argument("--user", default=default(os.environ.get("AIRFLOW_USER") or "tripclick-admin"))
     p.add_argument(
         "--password-file",
-        default=default(None),
+        default=default(os.environ.get("AIRFLOW_PASSWORD_FILE")),
         help="a file holding only the password; else the variable AIRFLOW_PASSWORD",
     )
     p.add_argument("--timeout", type=float, default=default(3600), help="seconds to wait (--wait, run, dag-ready)")
@@ -119,18 +119,14 @@ def parser() -> argparse.ArgumentParser:
 
 
 def connect(args: argparse.Namespace) -> Client:
-    if args.local:
-        from demo.stack import config  # the local stack's own URL and generated admin password
-
-        return Client(config.airflow_url(), config.ADMIN_USER, config.load_secrets()["admin_password"])
     if args.password_file:
         password = password_from_file(args.password_file)
     elif os.environ.get("AIRFLOW_PASSWORD"):
         password = os.environ["AIRFLOW_PASSWORD"]
     else:
         raise ApiError(
-            f"no password for {args.user} at {args.url}: pass --password-file or set AIRFLOW_PASSWORD "
-            "(or --local for the local demo stack)"
+            f"no password for {args.user} at {args.url}: pass --password-file or set AIRFLOW_PASSWORD_FILE or "
+            'AIRFLOW_PASSWORD (for the local demo stack: eval "$(python -m demo.stack ops-env)")'
         )
     return Client(args.url, args.user, password)
 

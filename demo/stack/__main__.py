@@ -1,4 +1,4 @@
-"""python -m demo.stack {up,down,status,env}"""
+"""python -m demo.stack {up,down,status,env,ops-env,images}"""
 
 from __future__ import annotations
 
@@ -51,6 +51,7 @@ def up(with_images: bool = True) -> None:
     print(f"demo stack: state in {config.STATE}")
     config.STATE.mkdir(parents=True, exist_ok=True)
     config.load_secrets()
+    config.admin_password_file()  # the runbook's client reads the password from a file, as in production
     tls.ensure()  # once, before the daemons that read it start in parallel
     # Folders the DAG's Variables point at: bind-mount sources must exist before a container is created.
     for folder in (config.landing_dir(), config.lake_root(), *map(config.server_data_dir, config.DOCKER_SERVERS)):
@@ -95,10 +96,14 @@ def status() -> int:
     return 1 if bad else 0
 
 
+def print_exports(env: dict[str, str]) -> None:
+    for k, v in env.items():
+        print(f"export {k}={shlex.quote(v)}")
+
+
 def print_env() -> None:
-    for k, v in sorted(airflow.env().items()):
-        if k.startswith(("AIRFLOW", "JAVA_HOME", "SPARK_", "PYSPARK_", "PGPASSFILE")):
-            print(f"export {k}={shlex.quote(v)}")
+    prefixes = ("AIRFLOW", "JAVA_HOME", "SPARK_", "PYSPARK_", "PGPASSFILE")
+    print_exports({k: v for k, v in sorted(airflow.env().items()) if k.startswith(prefixes)})
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -109,6 +114,7 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("down", help="stop every service the stack started, by PID")
     sub.add_parser("status", help="one line per service; exit 1 if any is down or unhealthy")
     sub.add_parser("env", help="print `export` lines to use the airflow CLI against the stack")
+    sub.add_parser("ops-env", help="print `export` lines pointing the runbook's python -m tripclick_ops at the stack")
     sub.add_parser("images", help="build the producer image once and load it into both daemons")
     args = ap.parse_args(argv)
     try:
@@ -120,6 +126,8 @@ def main(argv: list[str] | None = None) -> int:
             return status()
         elif args.cmd == "env":
             print_env()
+        elif args.cmd == "ops-env":
+            print_exports(config.ops_env())
         elif args.cmd == "images":
             images.ensure(dockers())
     except StackError as exc:

@@ -125,12 +125,17 @@ def load_secrets() -> dict[str, str]:
             data[key] = make()
             changed = True
     if changed:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(data, indent=2))
-        tmp.chmod(0o600)
-        tmp.replace(path)
+        _write_private(path, json.dumps(data, indent=2))
     return data
+
+
+def _write_private(path: Path, text: str) -> None:
+    """Write a file only its owner can read, whole or not at all."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(text)
+    tmp.chmod(0o600)
+    tmp.replace(path)
 
 
 def _fernet_key() -> str:
@@ -150,6 +155,25 @@ def slack_url() -> str:
 
 def airflow_url() -> str:
     return f"http://{HOST}:{PORTS['airflow_api']}"
+
+
+def admin_password_file() -> Path:
+    """The admin password alone in a file only its owner reads, as an operator keeps Secret tripclick-admin's."""
+    path = state("admin-password")
+    password = load_secrets()["admin_password"]
+    if not path.exists() or path.read_text() != password:
+        _write_private(path, password)
+    return path
+
+
+def ops_env() -> dict[str, str]:
+    """What the runbook's client (python -m tripclick_ops) reads to reach this stack: the same variables that
+    point it at production (docs/operations.md)."""
+    return {
+        "AIRFLOW_URL": airflow_url(),
+        "AIRFLOW_USER": ADMIN_USER,
+        "AIRFLOW_PASSWORD_FILE": str(admin_password_file()),
+    }
 
 
 def smtp_store() -> Path:

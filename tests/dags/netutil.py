@@ -26,10 +26,10 @@ def send_json(handler: BaseHTTPRequestHandler, code: int, body: object) -> None:
 
 
 class LoopbackServer:
-    """An HTTP server on a free loopback port, served from a thread while the ``with`` block runs."""
+    """An HTTP server on a free loopback port (or on `port`), served from a thread while the ``with`` block runs."""
 
-    def __init__(self, handler: type[BaseHTTPRequestHandler]):
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    def __init__(self, handler: type[BaseHTTPRequestHandler], port: int = 0):
+        self.server = ThreadingHTTPServer(("127.0.0.1", port), handler)
         self.port = self.server.server_address[1]
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
 

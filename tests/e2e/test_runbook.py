@@ -1,8 +1,10 @@
 """The runbook's commands (docs/operations.md) on the real stack, run as the operator runs them:
-`python -m tripclick_ops --local ...`, which is what make backfill / rerun-stage / pause / resume call."""
+`python -m tripclick_ops ...` with the variables `python -m demo.stack ops-env` prints (AIRFLOW_URL, AIRFLOW_USER,
+AIRFLOW_PASSWORD_FILE), which is what make backfill / rerun-stage / pause / resume call."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import time
@@ -11,6 +13,7 @@ from datetime import date
 import pytest
 
 from demo import api
+from demo.stack import config
 from tests.e2e import helpers
 from tripclick_ops import outcomes
 
@@ -21,8 +24,9 @@ PAUSED_DAY = "2020-09-20"  # no data: the run is ended as soon as it has started
 
 def ops(*args: str, timeout: float = 1800) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "tripclick_ops", "--local", *args],
-        cwd=helpers.REPO, capture_output=True, text=True, check=False, timeout=timeout,
+        [sys.executable, "-m", "tripclick_ops", *args],
+        cwd=helpers.REPO, env=os.environ | config.ops_env(), capture_output=True, text=True, check=False,
+        timeout=timeout,
     )  # fmt: skip
 
 
