@@ -23,7 +23,7 @@ DAY = "2020-06-01"
 
 
 def etl_to_gold_ddl() -> dict[str, str]:
-    spec = importlib.util.spec_from_file_location("etl_to_gold", REPO / "demo" / "spark" / "etl_to_gold.py")
+    spec = importlib.util.spec_from_file_location("etl_to_gold", REPO / "workloads" / "spark" / "etl_to_gold.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module.DDL
