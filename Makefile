@@ -34,8 +34,8 @@ venv: $(STAMP) ## Create the virtual environment from the pinned requirements
 ##@ Test
 .PHONY: lint
 lint: $(STAMP) ## Lint Python code with ruff (Airflow rules included)
-	$(VENV)/bin/ruff check dags tests scripts demo tripclick_ops
-	$(VENV)/bin/ruff format --check dags tests scripts demo tripclick_ops
+	$(VENV)/bin/ruff check dags tests scripts demo workloads tripclick_ops
+	$(VENV)/bin/ruff format --check dags tests scripts demo workloads tripclick_ops
 
 .PHONY: test-dags
 test-dags: $(STAMP) ## DAG layer: integrity, policy, structure, golden files, bad configuration

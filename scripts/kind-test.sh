@@ -38,7 +38,7 @@ KUBECTL_MIN=1.33.0
 HELM_MIN=3.15.0
 DOCKER_MIN=20.10.0
 NODE_IMAGE=$(sed -n 's/^ *image: *\(kindest\/node:[^ ]*\).*/\1/p' "$KIND_DIR/cluster.yaml")
-# The producer stand-in's base on a machine that can pull (demo/producer/Dockerfile takes BASE_IMAGE).
+# The producer stand-in's base on a machine that can pull (workloads/producer/Dockerfile takes BASE_IMAGE).
 PRODUCER_BASE_IMAGE=python:3.12.8-slim-bookworm
 PRODUCER_IMAGE=tripclick-producer:kind-test
 PF_PID=
@@ -262,7 +262,7 @@ main() {
   tag=${image#*:}
   make image AIRFLOW_IMAGE="$image"
   kind load docker-image "$image" --name "$CLUSTER"
-  docker build --build-arg "BASE_IMAGE=$PRODUCER_BASE_IMAGE" -t "$PRODUCER_IMAGE" demo/producer
+  docker build --build-arg "BASE_IMAGE=$PRODUCER_BASE_IMAGE" -t "$PRODUCER_IMAGE" workloads/producer
   docker save "$PRODUCER_IMAGE" -o "$STATE/producer-image.tar"
 
   # step 4: Generate development values (TLS certificates, passwords, the secrets input) and create the Secrets with scripts/make_secrets.py, the script behind `make secrets`

@@ -174,8 +174,11 @@ VARIABLES: tuple[VariableSpec, ...] = (
     VariableSpec(
         "tripclick_spark_apps_dir",
         "str",
-        "/opt/tripclick/spark",
-        "Folder with `streaming_to_silver.py`, `batch_to_bronze.py`, `etl_to_gold.py`, `discard_partial_day.py`.",
+        # The client-mode driver reads the application file in the task pod, where git-sync checks this
+        # repository out (chart 1.21.0: the dags volume at <airflow home>/dags, the checkout linked as `repo`).
+        "/opt/airflow/dags/repo/workloads/spark",
+        "Folder with `streaming_to_silver.py`, `batch_to_bronze.py`, `etl_to_gold.py`, `discard_partial_day.py`; "
+        "the default is `workloads/spark` in the task pod's git-sync checkout.",
     ),
     VariableSpec(
         "tripclick_spark_jobs",

@@ -103,7 +103,7 @@ def server_data_dir(server: str) -> Path:
 
 
 def spark_apps_dir() -> Path:
-    return REPO / "demo" / "spark"
+    return REPO / "workloads" / "spark"
 
 
 def load_secrets() -> dict[str, str]:

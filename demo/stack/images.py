@@ -20,7 +20,7 @@ BASE_IMAGE = "tripclick-demo-base:bookworm"
 SUITE = "bookworm"
 # python3-kafka lets the producer's Kafka transport run unchanged where a broker exists.
 BASE_PACKAGES = "python3,python3-kafka"
-PRODUCER_DIR = config.REPO / "demo" / "producer"
+PRODUCER_DIR = config.REPO / "workloads" / "producer"
 
 
 def producer_hash() -> str:

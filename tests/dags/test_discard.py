@@ -56,7 +56,7 @@ def test_a_whole_day_skips_the_task(dag):
 def test_a_failed_producer_or_stream_discards_silver_and_its_checkpoint_not_bronze(dag, states):
     task = _bind(dag, states)
     assert _layers(task) == ["silver"]
-    assert task.application == "/opt/tripclick/spark/discard_partial_day.py"
+    assert task.application == "/opt/airflow/dags/repo/workloads/spark/discard_partial_day.py"
     assert task.application_args[:6] == [
         "--date",
         "2020-10-01",

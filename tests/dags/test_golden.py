@@ -139,7 +139,7 @@ def test_the_ui_records_what_a_spark_job_really_ran(dag):
     from airflow.sdk.execution_time.task_runner import _serialize_rendered_fields
 
     shown = _serialize_rendered_fields(_bound(dag, "etl_to_gold"))
-    assert shown["application"] == "/opt/tripclick/spark/etl_to_gold.py"
+    assert shown["application"] == "/opt/airflow/dags/repo/workloads/spark/etl_to_gold.py"
     assert shown["application_args"][:2] == ["--date", "2020-10-01"]
     assert shown["conf"]["spark.cores.max"] == "2"
     assert shown["name"] == "tripclick-etl_to_gold-2020-10-01"

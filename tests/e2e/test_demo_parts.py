@@ -23,7 +23,7 @@ from demo.datagen.generate import generate_day, write_day
 from demo.stack import proc
 from tests.e2e import helpers
 
-PRODUCER_SRC = helpers.REPO / "demo" / "producer"
+PRODUCER_SRC = helpers.REPO / "workloads" / "producer"
 
 
 def _free_port() -> int:

@@ -9,6 +9,7 @@ import os
 import shutil
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 from collections import Counter
@@ -23,9 +24,15 @@ DAY = "2020-06-01"
 
 
 def etl_to_gold_ddl() -> dict[str, str]:
-    spec = importlib.util.spec_from_file_location("etl_to_gold", REPO / "demo" / "spark" / "etl_to_gold.py")
+    apps = str(REPO / "workloads" / "spark")
+    spec = importlib.util.spec_from_file_location("etl_to_gold", f"{apps}/etl_to_gold.py")
     module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    # As in the Spark driver, the application's folder is on sys.path: it imports its sibling module.
+    sys.path.insert(0, apps)
+    try:
+        spec.loader.exec_module(module)
+    finally:
+        sys.path.remove(apps)
     return module.DDL
 
 

@@ -69,6 +69,14 @@ def default_checkpoint(silver_path: str, day: str) -> str:
     return f"{silver_path.rstrip('/')}/_checkpoints/streaming_to_silver/event_date={day}"
 
 
+def spark_session() -> SparkSession:
+    """The session every application of this folder runs in (driver side only): UTC, warnings and up."""
+    # The application name comes from spark-submit --name (the DAG sets tripclick-<job>-<date>).
+    spark = SparkSession.builder.config("spark.sql.session.timeZone", "UTC").getOrCreate()
+    spark.sparkContext.setLogLevel("WARN")
+    return spark
+
+
 def hadoop_path(spark: SparkSession, path: str):
     jvm = spark.sparkContext._jvm
     p = jvm.org.apache.hadoop.fs.Path(path)
@@ -101,11 +109,7 @@ def to_silver(raw: DataFrame, day: str) -> DataFrame:
 def main(argv: list[str]) -> int:
     args = parse_args(argv)
     day = args.date
-    spark = (
-        # The application name comes from spark-submit --name (the DAG sets tripclick-<job>-<date>).
-        SparkSession.builder.config("spark.sql.session.timeZone", "UTC").getOrCreate()
-    )
-    spark.sparkContext.setLogLevel("WARN")
+    spark = spark_session()
     target = f"{args.silver_path.rstrip('/')}/event_date={day}"
     checkpoint = args.checkpoint_path or default_checkpoint(args.silver_path, day)
     for path in (target, checkpoint):

@@ -23,7 +23,7 @@ from pyspark.sql import SparkSession
 from pyspark.sql import functions as F  # noqa: N812 - the PySpark convention
 
 # The driver runs this file with its folder on sys.path (client mode), so the sibling module imports.
-from streaming_to_silver import RAW_SCHEMA, hadoop_path, to_silver
+from streaming_to_silver import RAW_SCHEMA, hadoop_path, spark_session, to_silver
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -70,11 +70,7 @@ def complete_silver(spark: SparkSession, records, day: str, silver_target: str) 
 def main(argv: list[str]) -> int:
     args = parse_args(argv)
     day = args.date
-    spark = (
-        # The application name comes from spark-submit --name (the DAG sets tripclick-<job>-<date>).
-        SparkSession.builder.config("spark.sql.session.timeZone", "UTC").getOrCreate()
-    )
-    spark.sparkContext.setLogLevel("WARN")
+    spark = spark_session()
     target = f"{args.bronze_path.rstrip('/')}/event_date={day}"
     if args.source == "landing":
         source_dir = f"{args.landing_path.rstrip('/')}/event_date={day}"

@@ -17,8 +17,10 @@ from __future__ import annotations
 import argparse
 import sys
 
-from pyspark.sql import SparkSession
 from pyspark.sql import functions as F  # noqa: N812 - the PySpark convention
+
+# The driver runs this file with its folder on sys.path (client mode), so the sibling module imports.
+from streaming_to_silver import spark_session
 
 DDL = {
     "mart_session_analysis": """
@@ -171,11 +173,7 @@ def write_marts(dsn: str, day: str, marts: dict) -> None:
 def main(argv: list[str]) -> int:
     args = parse_args(argv)
     day = args.date
-    spark = (
-        # The application name comes from spark-submit --name (the DAG sets tripclick-<job>-<date>).
-        SparkSession.builder.config("spark.sql.session.timeZone", "UTC").getOrCreate()
-    )
-    spark.sparkContext.setLogLevel("WARN")
+    spark = spark_session()
     source = f"{args.silver_path.rstrip('/')}/event_date={day}"
     try:
         silver = spark.read.parquet(source)

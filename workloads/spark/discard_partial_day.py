@@ -14,10 +14,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from pyspark.sql import SparkSession
-
 # The driver runs this file with its folder on sys.path (client mode), so the sibling module imports.
-from streaming_to_silver import default_checkpoint, hadoop_path
+from streaming_to_silver import default_checkpoint, hadoop_path, spark_session
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -45,8 +43,7 @@ def targets(args: argparse.Namespace) -> list[str]:
 
 def main(argv: list[str]) -> int:
     args = parse_args(argv)
-    spark = SparkSession.builder.getOrCreate()
-    spark.sparkContext.setLogLevel("WARN")
+    spark = spark_session()
     for path in targets(args):
         p, fs = hadoop_path(spark, path)
         if not fs.exists(p):
