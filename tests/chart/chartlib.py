@@ -1,4 +1,5 @@
-"""Rendering the wrapper chart without a helm binary (helm-python-sdk), the way `helm install` would.
+"""Rendering the wrapper chart without a helm binary (helm-python-sdk), the way `helm install` would, and
+finding objects in a render: the one helper module of the chart tests (tests/kind and tests/monitoring use it too).
 
 - Overlays are deep-merged with Helm's semantics (maps merge, everything else replaces, null deletes),
   because helm-python renders one values document.
@@ -11,10 +12,12 @@
 
 from __future__ import annotations
 
+import configparser
 import copy
 import os
 import shutil
 import tarfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +39,7 @@ OVERLAYS = {
     "base+k3s-ec2": ("base", "k3s-ec2"),
     "base+kind": ("base", "kind"),
 }
+PRODUCTION = "base+k3s-ec2"
 
 
 class _UniqueKeyLoader(yaml.SafeLoader):
@@ -154,6 +158,16 @@ def render(chart_dir: Path, values: dict[str, Any], *, full: bool) -> dict[str, 
         return chart.render(values, name=RELEASE, namespace=NAMESPACE, is_install=True)
 
 
+def render_chart(
+    chart_dir: Path, combo: str = PRODUCTION, patch: dict[str, Any] | None = None, *, full: bool
+) -> dict[str, str]:
+    """An overlay combination of OVERLAYS, with `patch` merged over it as one more -f file, rendered."""
+    values = overlay_values(OVERLAYS[combo])
+    if patch:
+        values = deep_merge(values, patch)
+    return render(chart_dir, values, full=full)
+
+
 def objects(manifests: dict[str, str]) -> list[dict[str, Any]]:
     """Every Kubernetes object of a render (NOTES.txt and empty documents left out)."""
     found = []
@@ -164,6 +178,40 @@ def objects(manifests: dict[str, str]) -> list[dict[str, Any]]:
             if doc:
                 found.append(doc | {"__source": path})
     return found
+
+
+def find(objs: list[dict[str, Any]], kind: str, name: str) -> dict[str, Any]:
+    """The one object of this kind and name; fails naming the objects of that kind the render does have."""
+    matches = [o for o in objs if o["kind"] == kind and o["metadata"]["name"] == name]
+    if len(matches) != 1:
+        present = sorted(o["metadata"]["name"] for o in objs if o["kind"] == kind)
+        raise AssertionError(
+            f"{kind}/{name}: {len(matches)} rendered; the {kind} objects are: {', '.join(present) or 'none'}"
+        )
+    return matches[0]
+
+
+def by_kind_and_name(objs: list[dict[str, Any]]) -> dict[tuple[str, str], dict[str, Any]]:
+    """Objects by (kind, name). helm install refuses a release that renders one object twice, so two objects
+    with one kind and name fail here, naming the template of each."""
+    found: dict[tuple[str, str], dict[str, Any]] = {}
+    for obj in objs:
+        key = (obj["kind"], obj["metadata"]["name"])
+        if key in found:
+            raise AssertionError(f"{key} rendered by {found[key]['__source']} and {obj['__source']}")
+        found[key] = obj
+    return found
+
+
+def mappings(node: Any, where: str = "") -> Iterator[tuple[str, dict[str, Any]]]:
+    """Every mapping in a nested document with its path (`spec.containers[0]`), a parent before its children."""
+    if isinstance(node, dict):
+        yield where, node
+        for key, value in node.items():
+            yield from mappings(value, f"{where}.{key}")
+    elif isinstance(node, list):
+        for index, value in enumerate(node):
+            yield from mappings(value, f"{where}[{index}]")
 
 
 def strip_source(obj: dict[str, Any]) -> dict[str, Any]:
@@ -190,5 +238,16 @@ def pod_spec(obj: dict[str, Any]) -> dict[str, Any] | None:
 
 def pod_template(objs: list[dict[str, Any]]) -> dict[str, Any]:
     """The KubernetesExecutor's pod template, from the <release>-config ConfigMap."""
-    config = next(o for o in objs if o["kind"] == "ConfigMap" and o["metadata"]["name"] == f"{RELEASE}-config")
-    return yaml.safe_load(config["data"]["pod_template_file.yaml"])
+    return yaml.safe_load(find(objs, "ConfigMap", f"{RELEASE}-config")["data"]["pod_template_file.yaml"])
+
+
+def airflow_cfg(objs: list[dict[str, Any]]) -> configparser.ConfigParser:
+    """airflow.cfg as every Airflow pod of the release reads it, from the <release>-config ConfigMap."""
+    parser = configparser.ConfigParser(interpolation=None)
+    parser.read_string(find(objs, "ConfigMap", f"{RELEASE}-config")["data"]["airflow.cfg"])
+    return parser
+
+
+def variables(objs: list[dict[str, Any]]) -> dict[str, str]:
+    """The wrapper's Variables ConfigMap's data: AIRFLOW_VAR_* env of every pod of the release."""
+    return find(objs, "ConfigMap", f"{RELEASE}-variables").get("data") or {}

@@ -35,18 +35,12 @@ def wrapper_chart(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def full_renders(full_chart) -> dict[str, dict[str, str]]:
-    return {
-        name: chartlib.render(full_chart, chartlib.overlay_values(files), full=True)
-        for name, files in chartlib.OVERLAYS.items()
-    }
+    return {combo: chartlib.render_chart(full_chart, combo, full=True) for combo in chartlib.OVERLAYS}
 
 
 @pytest.fixture(scope="session")
 def wrapper_renders(wrapper_chart) -> dict[str, dict[str, str]]:
-    return {
-        name: chartlib.render(wrapper_chart, chartlib.overlay_values(files), full=False)
-        for name, files in chartlib.OVERLAYS.items()
-    }
+    return {combo: chartlib.render_chart(wrapper_chart, combo, full=False) for combo in chartlib.OVERLAYS}
 
 
 def parse_pipeline_dag(manifests: dict[str, str]):
@@ -54,10 +48,9 @@ def parse_pipeline_dag(manifests: dict[str, str]):
     dag-processor of that release would parse it (the task policy is read at parse time)."""
     from tests.dags.dev_config import DEV_ENV
 
-    objs = chartlib.objects(manifests)
-    variables = next(o for o in objs if o["kind"] == "ConfigMap" and o["metadata"]["name"] == "tripclick-variables")
+    variables = chartlib.variables(chartlib.objects(manifests))
     with pytest.MonkeyPatch.context() as patch:
-        for key, value in {**DEV_ENV, **(variables["data"] or {})}.items():
+        for key, value in {**DEV_ENV, **variables}.items():
             patch.setenv(key, value)
         from airflow.dag_processing.dagbag import DagBag
 
@@ -71,4 +64,4 @@ def parse_pipeline_dag(manifests: dict[str, str]):
 def pipeline_dag(wrapper_renders):
     """The DAG with the production overlay's Variables. The Variables ConfigMap is the wrapper's own
     template, so the wrapper render gives it without the official chart's source."""
-    return parse_pipeline_dag(wrapper_renders["base+k3s-ec2"])
+    return parse_pipeline_dag(wrapper_renders[chartlib.PRODUCTION])

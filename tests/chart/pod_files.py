@@ -29,8 +29,7 @@ DOCKER_TASKS = ("preflight", "producer_server0", "producer_server1")
 
 def production_variables(objs: list[dict[str, Any]]) -> dict[str, Any]:
     """Typed Variables as a task of this release reads them: the rendered ConfigMap, else the DAG's defaults."""
-    variables = next(o for o in objs if o["kind"] == "ConfigMap" and o["metadata"]["name"] == "tripclick-variables")
-    data = variables.get("data") or {}
+    data = chartlib.variables(objs)
     values = {}
     for spec in config.VARIABLES:
         raw = data.get(f"AIRFLOW_VAR_{spec.name.upper()}")

@@ -19,8 +19,7 @@ def smtp_values() -> dict:
 
 @pytest.fixture(scope="module")
 def smtp_policies(wrapper_chart) -> list[dict]:
-    values = chartlib.deep_merge(chartlib.overlay_values(chartlib.OVERLAYS[COMBO]), SMTP)
-    return _policies(chartlib.render(wrapper_chart, values, full=False))
+    return _policies(chartlib.render_chart(wrapper_chart, COMBO, SMTP, full=False))
 
 
 def _smtp_flows(section: str, values: dict):
@@ -52,25 +51,16 @@ def test_the_smtp_secret_is_optional_in_every_airflow_pod_and_the_task_pods(full
     template = chartlib.pod_template(objs)
     base = jmespath.search("containers[?name=='base'] | [0]", template["spec"])
     assert ref in base["envFrom"]
-    triggerer = next(
-        o for o in objs if o["kind"] in ("StatefulSet", "Deployment") and "triggerer" in o["metadata"]["name"]
-    )
+    triggerer = chartlib.find(objs, "StatefulSet", f"{chartlib.RELEASE}-triggerer")
     container = jmespath.search("containers[?name=='triggerer'] | [0]", chartlib.pod_spec(triggerer))
     assert ref in container["envFrom"]
 
 
 def test_the_triggerer_imports_the_deadline_callback_from_the_synced_dag_folder(full_renders):
     """The callback runs in the triggerer by its dotted path: the DAG folder must be on its PYTHONPATH."""
-    import configparser
-
     objs = chartlib.objects(full_renders[COMBO])
-    config = next(o for o in objs if o["kind"] == "ConfigMap" and o["metadata"]["name"] == f"{chartlib.RELEASE}-config")
-    parser = configparser.ConfigParser(interpolation=None)
-    parser.read_string(config["data"]["airflow.cfg"])
-    dags_folder = parser.get("core", "dags_folder")
-    triggerer = next(
-        o for o in objs if o["kind"] in ("StatefulSet", "Deployment") and "triggerer" in o["metadata"]["name"]
-    )
+    dags_folder = chartlib.airflow_cfg(objs).get("core", "dags_folder")
+    triggerer = chartlib.find(objs, "StatefulSet", f"{chartlib.RELEASE}-triggerer")
     container = jmespath.search("containers[?name=='triggerer'] | [0]", chartlib.pod_spec(triggerer))
     env = {e["name"]: e.get("value") for e in container["env"]}
     assert env["PYTHONPATH"] == dags_folder

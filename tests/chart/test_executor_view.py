@@ -105,8 +105,7 @@ def test_task_resources_come_from_the_task_policy(task_pods, full_renders):
     from tripclick.policy import POLICY_VARIABLE, merge_policy
 
     objs = chartlib.objects(full_renders["base+k3s-ec2"])
-    variables = next(o for o in objs if o["kind"] == "ConfigMap" and o["metadata"]["name"] == "tripclick-variables")
-    policy = merge_policy(json.loads(variables["data"].get(f"AIRFLOW_VAR_{POLICY_VARIABLE.upper()}", "{}")))
+    policy = merge_policy(json.loads(chartlib.variables(objs).get(f"AIRFLOW_VAR_{POLICY_VARIABLE.upper()}", "{}")))
     template = _base(chartlib.pod_template(objs))["resources"]
     stage = {"producer_server0": "producer", "producer_server1": "producer", "preflight": "preflight"}
     stage |= {job: job for job in SPARK_TASKS}

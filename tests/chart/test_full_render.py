@@ -1,12 +1,12 @@
 """Full-release layer: wrapper + official chart 1.21.0 rendered per overlay, as `helm install` would.
 
 Needs the official chart's source: AIRFLOW_CHART_SOURCE=/path/to/chart (the folder with Chart.yaml)
-or `helm dependency build chart`. Without it every test here skips with that reason.
+or `helm dependency build chart`. Without it every test here skips with that reason, except the check
+that no two objects share a kind and a name, which also runs on the wrapper rendered alone.
 """
 
 from __future__ import annotations
 
-import configparser
 import json
 import re
 
@@ -24,13 +24,6 @@ TLS_MOUNT = "/opt/airflow/secrets/docker-tls"
 
 def _objs(full_renders, combo):
     return chartlib.objects(full_renders[combo])
-
-
-def _airflow_cfg(objs) -> configparser.ConfigParser:
-    config = next(o for o in objs if o["kind"] == "ConfigMap" and o["metadata"]["name"] == "tripclick-config")
-    parser = configparser.ConfigParser(interpolation=None)
-    parser.read_string(config["data"]["airflow.cfg"])
-    return parser
 
 
 def _containers(spec: dict) -> list[dict]:
@@ -51,13 +44,12 @@ def test_release_validates_strictly(full_renders, combo, kube):
 
 
 @pytest.mark.parametrize("combo", COMBOS)
-def test_no_two_objects_share_a_kind_and_a_name(full_renders, combo):
-    """helm install refuses a release that renders one object twice (wrapper and official chart alike)."""
-    seen: dict[tuple[str, str], str] = {}
-    for obj in _objs(full_renders, combo):
-        key = (obj["kind"], obj["metadata"]["name"])
-        assert key not in seen, f"{key} rendered by {seen[key]} and {obj['__source']}"
-        seen[key] = obj["__source"]
+@pytest.mark.parametrize("renders", ["wrapper_renders", "full_renders"])
+def test_no_two_objects_share_a_kind_and_a_name(request, renders, combo):
+    """helm install refuses a release that renders one object twice: two templates of the wrapper, or the
+    wrapper and the official chart, giving one name. The wrapper alone is checked without the official source."""
+    objs = chartlib.objects(request.getfixturevalue(renders)[combo])
+    assert len(chartlib.by_kind_and_name(objs)) == len(objs)
 
 
 @pytest.mark.parametrize("combo", ["base+k3s-ec2"])
@@ -76,7 +68,7 @@ def test_helm_lint_is_clean(full_chart, combo):
 @pytest.mark.parametrize("combo", COMBOS)
 def test_kubernetes_executor_and_nothing_celery(full_renders, combo):
     objs = _objs(full_renders, combo)
-    assert _airflow_cfg(objs)["core"]["executor"] == "KubernetesExecutor"
+    assert chartlib.airflow_cfg(objs)["core"]["executor"] == "KubernetesExecutor"
     workloads = {(o["kind"], o["metadata"]["name"]) for o in objs if o["kind"] in ("Deployment", "StatefulSet", "Job")}
     expected = {
         ("Deployment", "tripclick-api-server"),
@@ -100,7 +92,7 @@ def test_kubernetes_executor_and_nothing_celery(full_renders, combo):
 
 @pytest.mark.parametrize("combo", COMBOS)
 def test_tasks_find_the_dags_and_the_execution_api(full_renders, combo):
-    core = _airflow_cfg(_objs(full_renders, combo))["core"]
+    core = chartlib.airflow_cfg(_objs(full_renders, combo))["core"]
     # git-sync checks the repository out under repo/; subPath dags holds the DAG and its package.
     assert core["dags_folder"] == "/opt/airflow/dags/repo/dags"
     assert core["execution_api_server_url"] == "http://tripclick-api-server:8080/execution/"
@@ -138,11 +130,7 @@ def test_pod_template_carries_what_every_task_needs(full_renders, combo):
         for kind in ("requests", "limits"):
             assert set(container["resources"][kind]) == {"cpu", "memory"}, (container["name"], kind)
     assert spec["securityContext"]["runAsUser"] == 50000
-    account = next(
-        o
-        for o in _objs(full_renders, combo)
-        if o["kind"] == "ServiceAccount" and o["metadata"]["name"] == spec["serviceAccountName"]
-    )
+    account = chartlib.find(_objs(full_renders, combo), "ServiceAccount", spec["serviceAccountName"])
     assert account["automountServiceAccountToken"] is False, "task pods need no Kubernetes API token"
     assert "hostNetwork" not in spec, "host networking is for Spark tasks only (their pod override)"
 
@@ -199,7 +187,7 @@ def test_official_chart_sees_no_deprecated_key(full_renders, combo):
 @pytest.mark.parametrize("combo", COMBOS)
 def test_api_server_service_matches_the_port_forward_in_notes(full_renders, combo):
     objs = _objs(full_renders, combo)
-    service = next(o for o in objs if o["kind"] == "Service" and o["metadata"]["name"] == "tripclick-api-server")
+    service = chartlib.find(objs, "Service", "tripclick-api-server")
     assert jmespath.search("spec.ports[?name=='api-server'].port", service) == [8080]
     assert service["spec"]["selector"]["component"] == "api-server"
     notes = chartlib.notes(full_renders[combo])
@@ -230,7 +218,7 @@ def test_no_secret_value_in_any_rendered_object(full_renders, combo):
     text = "\n".join(full_renders[combo].values())
     for leak in ("postgres:postgres@", "admin:admin@", "-----BEGIN", "hooks.slack.com/services/T"):
         assert leak not in text
-    cfg = _airflow_cfg(objs)
+    cfg = chartlib.airflow_cfg(objs)
     for section in cfg.sections():
         for key, value in cfg[section].items():
             if re.search("password|secret|fernet|sql_alchemy_conn", key) and not key.endswith("_file"):
@@ -239,10 +227,10 @@ def test_no_secret_value_in_any_rendered_object(full_renders, combo):
 
 def test_production_logs_go_to_s3_and_the_triggerer_volume_fits_the_node(full_renders):
     objs = _objs(full_renders, "base+k3s-ec2")
-    logging = _airflow_cfg(objs)["logging"]
+    logging = chartlib.airflow_cfg(objs)["logging"]
     assert logging["remote_logging"] == "True"
     assert logging["remote_base_log_folder"] == "s3://tripclick-airflow-logs/logs"
-    triggerer = next(o for o in objs if o["kind"] == "StatefulSet" and o["metadata"]["name"] == "tripclick-triggerer")
+    triggerer = chartlib.find(objs, "StatefulSet", "tripclick-triggerer")
     claim = triggerer["spec"]["volumeClaimTemplates"][0]["spec"]
     assert claim["resources"]["requests"]["storage"] == "2Gi"
     assert claim["storageClassName"] == "local-path"
@@ -253,16 +241,14 @@ def test_the_fab_admin_is_created_from_the_secret_by_a_hook_job(full_renders, co
     """FAB keeps users in the metadata database; the first admin is made by the wrapper's hook Job from the
     Secret's keys (env from secretKeyRef, never an argument), after the migration, as the image's user."""
     objs = _objs(full_renders, combo)
-    core = _airflow_cfg(objs)["core"]
+    core = chartlib.airflow_cfg(objs)["core"]
     assert core["auth_manager"] == "airflow.providers.fab.auth_manager.fab_auth_manager.FabAuthManager"
     assert not [k for k in core if k.startswith("simple_auth_manager")]
     assert not [o for o in objs if "create-user" in o["metadata"]["name"] and o["kind"] == "Job"]
-    (job,) = [o for o in objs if o["kind"] == "Job" and o["metadata"]["name"] == "tripclick-admin-user"]
+    job = chartlib.find(objs, "Job", "tripclick-admin-user")
     hooks = job["metadata"]["annotations"]
     assert set(hooks["helm.sh/hook"].split(",")) == {"post-install", "post-upgrade"}
-    migrate = next(
-        o for o in objs if o["kind"] == "Job" and o["metadata"]["name"] == "tripclick-run-airflow-migrations"
-    )
+    migrate = chartlib.find(objs, "Job", "tripclick-run-airflow-migrations")
     migrate_hooks = migrate["metadata"].get("annotations") or {}
     if "helm.sh/hook-weight" in migrate_hooks:
         assert int(hooks["helm.sh/hook-weight"]) > int(migrate_hooks["helm.sh/hook-weight"])
@@ -287,29 +273,21 @@ def test_the_fab_admin_is_created_from_the_secret_by_a_hook_job(full_renders, co
     labels = job["spec"]["template"]["metadata"]["labels"]
     assert {"tier": "airflow", "release": "tripclick"}.items() <= labels.items(), "the release's NetworkPolicies"
     config_map = spec["volumes"][0]["configMap"]["name"]
-    assert [o for o in objs if o["kind"] == "ConfigMap" and o["metadata"]["name"] == config_map]
+    chartlib.find(objs, "ConfigMap", config_map)
 
 
 @pytest.mark.parametrize("combo", ["base+k3s-ec2", "base+kind"])
 def test_no_password_is_a_literal_anywhere_in_the_release(full_renders, combo):
     """Every environment variable named like a password, the admin's included, is read from a Secret."""
-    found = []
-
-    def walk(node, where):
-        if isinstance(node, dict):
-            if isinstance(node.get("name"), str) and "PASSWORD" in node["name"].upper() and "value" in node:
-                found.append(f"{where}: {node['name']}")
-            for key, value in node.items():
-                walk(value, f"{where}.{key}")
-        elif isinstance(node, list):
-            for index, value in enumerate(node):
-                walk(value, f"{where}[{index}]")
-
     objs = _objs(full_renders, combo)
-    for obj in objs:
-        walk(chartlib.strip_source(obj), f"{obj['kind']}/{obj['metadata']['name']}")
+    found = [
+        f"{where}: {node['name']}"
+        for obj in objs
+        for where, node in chartlib.mappings(chartlib.strip_source(obj), f"{obj['kind']}/{obj['metadata']['name']}")
+        if isinstance(node.get("name"), str) and "PASSWORD" in node["name"].upper() and "value" in node
+    ]
     assert found == []
-    admin = [o for o in objs if o["metadata"]["name"] == "tripclick-admin-user"]
+    admin = chartlib.find(objs, "Job", "tripclick-admin-user")
     assert "ADMIN_PASSWORD" in json.dumps(admin), "the check must see the admin Job"
 
 
@@ -318,6 +296,6 @@ def test_kind_uses_the_local_image_and_the_bundled_database(full_renders):
     images = set(jmespath.search("[].spec.template.spec.containers[].image", objs))
     assert "tripclick-airflow:dev" in images
     assert chartlib.pod_template(objs)["spec"]["containers"][0]["image"] == "tripclick-airflow:dev"
-    postgres = next(o for o in objs if o["kind"] == "StatefulSet" and o["metadata"]["name"] == "tripclick-postgresql")
+    postgres = chartlib.find(objs, "StatefulSet", "tripclick-postgresql")
     env = jmespath.search("spec.template.spec.containers[0].env[?name=='POSTGRES_PASSWORD'] | [0]", postgres)
     assert env["valueFrom"]["secretKeyRef"] == {"name": "tripclick-postgresql", "key": "postgres-password"}

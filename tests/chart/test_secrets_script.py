@@ -256,9 +256,8 @@ def test_bad_input_exits_non_zero_naming_the_file(files, tmp_path, capsys):
 def _references(objs: list[dict]) -> set[tuple[str, str | None]]:
     """(secret, key) pairs a release's pods need; key None = the whole Secret as a volume."""
     refs: set[tuple[str, str | None]] = set()
-
-    def walk(node):
-        if isinstance(node, dict):
+    for document in [chartlib.strip_source(obj) for obj in objs] + [chartlib.pod_template(objs)]:
+        for _, node in chartlib.mappings(document):
             if "secretKeyRef" in node:
                 refs.add((node["secretKeyRef"]["name"], node["secretKeyRef"]["key"]))
             # An optional Secret (the email alerts' server) is not needed for the release to start.
@@ -267,16 +266,6 @@ def _references(objs: list[dict]) -> set[tuple[str, str | None]]:
             if "secret" in node and isinstance(node["secret"], dict) and "secretName" in node["secret"]:
                 items = node["secret"].get("items") or [{"key": None}]
                 refs.update((node["secret"]["secretName"], item["key"]) for item in items)
-            for value in node.values():
-                walk(value)
-        elif isinstance(node, list):
-            for value in node:
-                walk(value)
-
-    for obj in objs:
-        walk(chartlib.strip_source(obj))
-        if obj["kind"] == "ConfigMap" and obj["metadata"]["name"] == f"{chartlib.RELEASE}-config":
-            walk(chartlib.pod_template(objs))
     return refs
 
 
@@ -456,21 +445,12 @@ def test_smtp_section_becomes_the_optional_secret_airflow_reads_as_an_smtp_conne
 
 
 def _optional_secret_refs(objs: list[dict]) -> list[dict]:
-    found = []
-
-    def walk(node):
-        if isinstance(node, dict):
-            if isinstance(node.get("secretRef"), dict) and node["secretRef"].get("optional"):
-                found.append(node["secretRef"])
-            for value in node.values():
-                walk(value)
-        elif isinstance(node, list):
-            for value in node:
-                walk(value)
-
-    for obj in objs:
-        walk(chartlib.strip_source(obj))
-    return found
+    return [
+        node["secretRef"]
+        for obj in objs
+        for _, node in chartlib.mappings(chartlib.strip_source(obj))
+        if isinstance(node.get("secretRef"), dict) and node["secretRef"].get("optional")
+    ]
 
 
 def test_without_an_smtp_section_there_is_no_smtp_secret(files):

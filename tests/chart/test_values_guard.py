@@ -23,14 +23,9 @@ FAKE = "Tr1pFake/Secret+Value="
 HINT = "make secrets"
 
 
-def _render(chart, patch: dict, *, full: bool) -> dict[str, str]:
-    values = chartlib.deep_merge(chartlib.overlay_values(chartlib.OVERLAYS[COMBO]), patch)
-    return chartlib.render(chart, values, full=full)
-
-
 def _refusal(chart, patch: dict, *, full: bool = False) -> str:
     with pytest.raises(helm_python.HelmError) as caught:
-        _render(chart, patch, full=full)
+        chartlib.render_chart(chart, COMBO, patch, full=full)
     return str(caught.value)
 
 
@@ -75,7 +70,7 @@ def test_a_misspelt_official_key_fails_the_full_release_and_lint(full_chart):
     report = helm_python.lint(str(full_chart), values, strict=True, namespace=chartlib.NAMESPACE)
     assert any("executorr" in str(m) for m in report["messages"] + report["errors"]), report
     # The release itself, with Helm's coalesced defaults (`global` included), still passes.
-    _render(full_chart, {}, full=True)
+    chartlib.render_chart(full_chart, COMBO, full=True)
 
 
 # --- secrets in values ----------------------------------------------------------------------------
@@ -257,5 +252,5 @@ def test_what_is_not_a_secret_still_renders(wrapper_chart):
             "data": {"metadataConnection": {"pass": "postgres"}},
         }
     }
-    objs = chartlib.objects(_render(wrapper_chart, patch, full=False))
+    objs = chartlib.objects(chartlib.render_chart(wrapper_chart, COMBO, patch, full=False))
     assert {o["kind"] for o in objs} == {"ConfigMap", "NetworkPolicy", "Job"}

@@ -19,19 +19,6 @@ from tripclick import config
 COMBOS = list(chartlib.OVERLAYS)
 
 
-def _by_name(objs: list[dict], kind: str, name: str) -> dict:
-    matches = [o for o in objs if o["kind"] == kind and o["metadata"]["name"] == name]
-    assert len(matches) == 1, f"{kind}/{name}: {len(matches)} found"
-    return matches[0]
-
-
-def _render(wrapper_chart, combo: str, patch: dict | None = None) -> dict[str, str]:
-    values = chartlib.overlay_values(chartlib.OVERLAYS[combo])
-    if patch:
-        values = chartlib.deep_merge(values, patch)
-    return chartlib.render(wrapper_chart, values, full=False)
-
-
 def test_wrapper_render_really_lacks_the_official_chart(wrapper_chart, wrapper_renders):
     """Guards the layer's meaning: these renders contain the wrapper's templates only."""
     assert [(d["name"], d["status"]) for d in helm_python.dependency_list(str(wrapper_chart))] == [
@@ -55,19 +42,9 @@ def test_wrapper_objects_validate_strictly(wrapper_renders, combo, kube):
             pytest.fail(f"{obj['kind']}/{obj['metadata']['name']} invalid for {kube}: {str(err).splitlines()[0]}")
 
 
-@pytest.mark.parametrize("combo", COMBOS)
-def test_no_two_objects_share_a_kind_and_a_name(wrapper_renders, combo):
-    """helm install refuses a release that renders one object twice (two templates, one name)."""
-    seen: dict[tuple[str, str], str] = {}
-    for obj in chartlib.objects(wrapper_renders[combo]):
-        key = (obj["kind"], obj["metadata"]["name"])
-        assert key not in seen, f"{key} rendered by {seen[key]} and {obj['__source']}"
-        seen[key] = obj["__source"]
-
-
 def test_task_pods_reach_exactly_their_remote_services(wrapper_renders):
     objs = chartlib.objects(wrapper_renders["base+k3s-ec2"])
-    task = _by_name(objs, "NetworkPolicy", "tripclick-np-task-pods")["spec"]
+    task = chartlib.find(objs, "NetworkPolicy", "tripclick-np-task-pods")["spec"]
     assert task["podSelector"]["matchLabels"] == {"tier": "airflow", "release": "tripclick", "component": "worker"}
     assert sorted(task["policyTypes"]) == ["Egress", "Ingress"]
     docker = [r for r in task["egress"] if r.get("ports") == [{"protocol": "TCP", "port": 2376}]]
@@ -85,12 +62,12 @@ def test_task_pods_reach_exactly_their_remote_services(wrapper_renders):
 
 def test_every_airflow_pod_is_default_denied_then_allowed_dns_db_and_api(wrapper_renders):
     objs = chartlib.objects(wrapper_renders["base+k3s-ec2"])
-    deny = _by_name(objs, "NetworkPolicy", "tripclick-np-default-deny")["spec"]
+    deny = chartlib.find(objs, "NetworkPolicy", "tripclick-np-default-deny")["spec"]
     assert deny == {
         "podSelector": {"matchLabels": {"tier": "airflow", "release": "tripclick"}},
         "policyTypes": ["Ingress", "Egress"],
     }
-    common = _by_name(objs, "NetworkPolicy", "tripclick-np-common-egress")["spec"]
+    common = chartlib.find(objs, "NetworkPolicy", "tripclick-np-common-egress")["spec"]
     ports = {(p["protocol"], p["port"]) for p in jmespath.search("egress[].ports[]", common)}
     expected = {("UDP", 53), ("TCP", 53), ("TCP", 5432), ("TCP", 8080), ("TCP", 443), ("TCP", 22), ("TCP", 80)}
     statsd = (
@@ -102,7 +79,7 @@ def test_every_airflow_pod_is_default_denied_then_allowed_dns_db_and_api(wrapper
         {"key": "component", "operator": "NotIn", "values": ["statsd"]}
     ]
     if statsd:
-        ingress = _by_name(objs, "NetworkPolicy", "tripclick-np-statsd-ingress")["spec"]["ingress"]
+        ingress = chartlib.find(objs, "NetworkPolicy", "tripclick-np-statsd-ingress")["spec"]["ingress"]
         assert [[(p["protocol"], p["port"]) for p in rule["ports"]] for rule in ingress] == [
             [("UDP", 9125)],
             [("TCP", 9102)],
@@ -110,46 +87,46 @@ def test_every_airflow_pod_is_default_denied_then_allowed_dns_db_and_api(wrapper
         assert jmespath.search("[1].from[].ipBlock.cidr", ingress) == ["10.20.0.10/32", "10.42.0.1/32"]
     https = next(r for r in common["egress"] if r["ports"] == [{"protocol": "TCP", "port": 443}])
     assert "10.0.0.0/8" in https["to"][0]["ipBlock"]["except"]
-    api = _by_name(objs, "NetworkPolicy", "tripclick-np-kube-api-egress")["spec"]
+    api = chartlib.find(objs, "NetworkPolicy", "tripclick-np-kube-api-egress")["spec"]
     assert jmespath.search("podSelector.matchExpressions[0].values", api) == ["scheduler", "api-server"]
     assert jmespath.search("egress[].to[].ipBlock.cidr", api) == ["10.20.0.10/32"]
 
 
 def test_host_network_spark_tasks_reach_the_api_server_and_show_logs(wrapper_renders):
     objs = chartlib.objects(wrapper_renders["base+k3s-ec2"])
-    ingress = _by_name(objs, "NetworkPolicy", "tripclick-np-api-server-ingress")["spec"]["ingress"]
+    ingress = chartlib.find(objs, "NetworkPolicy", "tripclick-np-api-server-ingress")["spec"]["ingress"]
     assert jmespath.search("[].from[].ipBlock.cidr", ingress) == ["10.20.0.10/32", "10.42.0.1/32"]
     assert jmespath.search("[].ports[].port", ingress) == [8080]
-    logs = _by_name(objs, "NetworkPolicy", "tripclick-np-api-server-to-host-network-tasks")["spec"]
+    logs = chartlib.find(objs, "NetworkPolicy", "tripclick-np-api-server-to-host-network-tasks")["spec"]
     assert jmespath.search("egress[].to[].ipBlock.cidr", logs) == ["10.20.0.10/32", "10.42.0.1/32"]
     assert jmespath.search("egress[].ports[].port", logs) == [8793]
 
 
 def test_bundled_database_is_reached_by_pod_selector_on_kind(wrapper_renders):
     objs = chartlib.objects(wrapper_renders["base+kind"])
-    common = _by_name(objs, "NetworkPolicy", "tripclick-np-common-egress")["spec"]
+    common = chartlib.find(objs, "NetworkPolicy", "tripclick-np-common-egress")["spec"]
     selectors = jmespath.search("egress[].to[].podSelector.matchLabels", common)
     assert {"app.kubernetes.io/name": "postgresql", "app.kubernetes.io/instance": "tripclick"} in selectors
 
 
 def test_driver_ports_follow_the_variables(wrapper_chart):
     patch = {"tripclick": {"variables": {"tripclick_spark_driver_port": 42000}}}
-    objs = chartlib.objects(_render(wrapper_chart, "base+k3s-ec2", patch))
-    task = _by_name(objs, "NetworkPolicy", "tripclick-np-task-pods")["spec"]
+    objs = chartlib.objects(chartlib.render_chart(wrapper_chart, "base+k3s-ec2", patch, full=False))
+    task = chartlib.find(objs, "NetworkPolicy", "tripclick-np-task-pods")["spec"]
     assert jmespath.search("ingress[].ports[].port", task) == [42000, 41001]
 
 
 def test_master_status_port_follows_the_variable(wrapper_chart):
     patch = {"tripclick": {"variables": {"tripclick_spark_master_ui_port": 18080}}}
-    objs = chartlib.objects(_render(wrapper_chart, "base+k3s-ec2", patch))
-    task = _by_name(objs, "NetworkPolicy", "tripclick-np-task-pods")["spec"]
+    objs = chartlib.objects(chartlib.render_chart(wrapper_chart, "base+k3s-ec2", patch, full=False))
+    task = chartlib.find(objs, "NetworkPolicy", "tripclick-np-task-pods")["spec"]
     master = [r for r in task["egress"] if {"protocol": "TCP", "port": 7077} in r.get("ports", [])]
     assert jmespath.search("[].ports[].port", master) == [7077, 18080]
 
 
 def test_variables_become_env_of_every_pod(wrapper_renders):
     objs = chartlib.objects(wrapper_renders["base+k3s-ec2"])
-    data = _by_name(objs, "ConfigMap", "tripclick-variables")["data"]
+    data = chartlib.variables(objs)
     assert data["AIRFLOW_VAR_TRIPCLICK_SPARK_DRIVER_PORT"] == "41000"
     assert data["AIRFLOW_VAR_TRIPCLICK_DOCKER_TLS_DIR"] == "/opt/airflow/secrets/docker-tls"
     assert data["AIRFLOW_VAR_TRIPCLICK_TRANSPORT"] == "kafka"
@@ -161,7 +138,7 @@ def test_variables_become_env_of_every_pod(wrapper_renders):
 def test_json_variables_are_stored_as_json(wrapper_chart):
     policy = {"producer": {"retries": 3}}
     patch = {"tripclick": {"variables": {"tripclick_task_policy": policy, "tripclick_preflight_skip": ["slack"]}}}
-    data = _by_name(chartlib.objects(_render(wrapper_chart, "base", patch)), "ConfigMap", "tripclick-variables")["data"]
+    data = chartlib.variables(chartlib.objects(chartlib.render_chart(wrapper_chart, "base", patch, full=False)))
     assert json.loads(data["AIRFLOW_VAR_TRIPCLICK_TASK_POLICY"]) == policy
     assert json.loads(data["AIRFLOW_VAR_TRIPCLICK_PREFLIGHT_SKIP"]) == ["slack"]
 
@@ -189,13 +166,15 @@ REFUSALS = [
 @pytest.mark.parametrize(("patch", "message"), REFUSALS, ids=[m for _, m in REFUSALS])
 def test_unsafe_or_contradictory_settings_are_refused(wrapper_chart, patch, message):
     with pytest.raises(helm_python.HelmError) as caught:
-        _render(wrapper_chart, "base+k3s-ec2", patch)
+        chartlib.render_chart(wrapper_chart, "base+k3s-ec2", patch, full=False)
     assert message in str(caught.value)
 
 
 def test_bundled_database_without_a_password_secret_is_refused(wrapper_chart):
     with pytest.raises(helm_python.HelmError, match="postgresql.auth.existingSecret is not set"):
-        _render(wrapper_chart, "base+kind", {"airflow": {"postgresql": {"auth": {"existingSecret": None}}}})
+        chartlib.render_chart(
+            wrapper_chart, "base+kind", {"airflow": {"postgresql": {"auth": {"existingSecret": None}}}}, full=False
+        )
 
 
 def test_notes_give_port_forward_login_and_no_warning_in_production(wrapper_renders):
@@ -220,13 +199,13 @@ def test_plain_tcp_docker_allowed_explicitly_still_warns(wrapper_chart):
             "allowUnsafe": {"plainTcpDocker": True},
         }
     }
-    assert "WITHOUT TLS" in chartlib.notes(_render(wrapper_chart, "base+k3s-ec2", patch))
+    assert "WITHOUT TLS" in chartlib.notes(chartlib.render_chart(wrapper_chart, "base+k3s-ec2", patch, full=False))
 
 
 @pytest.mark.parametrize("combo", COMBOS)
 def test_rendered_variables_parse_as_the_dag_reads_them(wrapper_renders, combo):
     """Values -> ConfigMap string -> the DAG's own parser, for every Variable an overlay sets."""
-    data = _by_name(chartlib.objects(wrapper_renders[combo]), "ConfigMap", "tripclick-variables")["data"] or {}
+    data = chartlib.variables(chartlib.objects(wrapper_renders[combo]))
     assert data, "the overlays set Variables"
     for key, raw in data.items():
         spec = config.VARIABLES_BY_NAME[key.removeprefix("AIRFLOW_VAR_").lower()]
@@ -242,7 +221,7 @@ def test_every_variable_type_survives_rendering(wrapper_chart):
         "tripclick_preflight_skip": ["slack"],
         "tripclick_spark_conf": {"spark.sql.shuffle.partitions": 4},
     }
-    rendered = _render(wrapper_chart, "base", {"tripclick": {"variables": given}})
-    data = _by_name(chartlib.objects(rendered), "ConfigMap", "tripclick-variables")["data"]
+    rendered = chartlib.render_chart(wrapper_chart, "base", {"tripclick": {"variables": given}}, full=False)
+    data = chartlib.variables(chartlib.objects(rendered))
     for name, value in given.items():
         assert config.VARIABLES_BY_NAME[name].parse(data[f"AIRFLOW_VAR_{name.upper()}"]) == value, name

@@ -16,6 +16,14 @@ from tests.chart import chartlib
 KIND_DIR = chartlib.REPO / "scripts" / "kind"
 TAG = "3.3.2-0000000"
 COMMIT = "0" * 40
+# What kind-test.sh adds with --set.
+SETS = {
+    "airflow": {
+        "defaultAirflowTag": TAG,
+        "images": {"airflow": {"tag": TAG}, "pod_template": {"tag": TAG}},
+        "dags": {"gitSync": {"ref": COMMIT}},
+    }
+}
 
 
 @pytest.fixture(scope="module")
@@ -23,17 +31,9 @@ def objs(tmp_path_factory):
     source, reason = chartlib.official_chart_source()
     if source is None:
         pytest.skip(reason)
-    values = {}
-    for path in (chartlib.VALUES / "base.yaml", chartlib.VALUES / "kind.yaml", KIND_DIR / "values-kind-test.yaml"):
-        values = chartlib.deep_merge(values, chartlib.load_yaml(path))
-    # What kind-test.sh adds with --set.
-    airflow = values["airflow"]
-    airflow["defaultAirflowTag"] = TAG
-    airflow["images"]["airflow"]["tag"] = TAG
-    airflow["images"]["pod_template"]["tag"] = TAG
-    airflow["dags"]["gitSync"]["ref"] = COMMIT
+    patch = chartlib.deep_merge(chartlib.load_yaml(KIND_DIR / "values-kind-test.yaml"), SETS)
     chart = chartlib.assemble(tmp_path_factory.mktemp("kind"), source)
-    return chartlib.objects(chartlib.render(chart, values, full=True))
+    return chartlib.objects(chartlib.render_chart(chart, "base+kind", patch, full=True))
 
 
 @pytest.mark.parametrize("kube", ["1.30", "1.34"])

@@ -21,7 +21,7 @@ MONITORING_FILES = chartlib.CHART / "files" / "monitoring"
 RULES = MONITORING_FILES / "tripclick-alerts.rules.yaml"
 DASHBOARD = MONITORING_FILES / "tripclick-dashboard.json"
 RULE_TESTS = HERE / "rules"
-PRODUCTION = chartlib.OVERLAYS["base+k3s-ec2"]
+PRODUCTION = chartlib.OVERLAYS[chartlib.PRODUCTION]
 # Series of the kubelet (cAdvisor), which the dashboard's control-plane panels read; not from statsd.
 KUBELET_SERIES = {"container_cpu_usage_seconds_total", "container_memory_working_set_bytes"}
 
@@ -112,20 +112,10 @@ def full_render(tmp_path_factory) -> dict[str, str]:
     source, reason = chartlib.official_chart_source()
     if source is None:
         pytest.skip(reason)
-    chart = chartlib.assemble(tmp_path_factory.mktemp("full"), source)
-    return chartlib.render(chart, chartlib.overlay_values(PRODUCTION), full=True)
+    return chartlib.render_chart(chartlib.assemble(tmp_path_factory.mktemp("full"), source), full=True)
 
 
 @pytest.fixture(scope="session")
 def wrapper_chart(tmp_path_factory) -> Path:
     """The wrapper alone (its dependency absent on purpose): renders without the official chart."""
     return chartlib.assemble(tmp_path_factory.mktemp("wrapper"), None)
-
-
-def render_wrapper(
-    wrapper_chart: Path, names: tuple[str, ...] = PRODUCTION, patch: dict | None = None
-) -> dict[str, str]:
-    values = chartlib.overlay_values(names)
-    if patch:
-        values = chartlib.deep_merge(values, patch)
-    return chartlib.render(wrapper_chart, values, full=False)

@@ -102,11 +102,11 @@ def test_every_rule_can_match(mappings):
 
 def test_the_rendered_configmap_holds_these_mappings(mappings, full_render):
     objs = chartlib.objects(full_render)
-    config = next(o for o in objs if o["kind"] == "ConfigMap" and o["metadata"]["name"] == "tripclick-statsd")
+    config = chartlib.find(objs, "ConfigMap", "tripclick-statsd")
     assert yaml.safe_load(config["data"]["mappings.yml"]) == mappings
-    deployment = next(o for o in objs if o["kind"] == "Deployment" and o["metadata"]["name"] == "tripclick-statsd")
+    deployment = chartlib.find(objs, "Deployment", "tripclick-statsd")
     annotations = deployment["spec"]["template"]["metadata"]["annotations"]
     assert "checksum/statsd-config" in annotations, "a mapping change must restart the exporter"
-    service = next(o for o in objs if o["kind"] == "Service" and o["metadata"]["name"] == "tripclick-statsd")
+    service = chartlib.find(objs, "Service", "tripclick-statsd")
     assert service["metadata"]["annotations"]["prometheus.io/scrape"] == "true"
     assert service["metadata"]["annotations"]["prometheus.io/port"] == "9102"
