@@ -10,18 +10,16 @@ the api-server").
 
 A component's effective setting is what Airflow reads in its pod: the component's env (the chart's
 `<component>.env`), else airflow.cfg (the chart's `config:`), else Airflow's own default (config.yml of
-the installed Airflow). The full render, when the official chart's source is present, is checked to
+the installed Airflow); the local stack gives its processes the same, and both read that rule from
+demo/stack/values.py. The full render, when the official chart's source is present, is checked to
 give each pod exactly those settings.
 """
 
 from __future__ import annotations
 
-import configparser
-from importlib import resources
-
 import pytest
-import yaml
 
+from demo.stack import values as stack_values
 from tests.chart import chartlib
 
 # PostgreSQL's default max_connections, which the bundled chart keeps and the external database must
@@ -31,20 +29,8 @@ PG_MAX_CONNECTIONS = 100
 CONNECTION_BUDGET = 75
 # The api-server's event loop needs a connection of its own for the token check, besides every thread.
 EVENT_LOOP = 1
-COMPONENTS = {
-    "api-server": "apiServer",
-    "scheduler": "scheduler",
-    "dag-processor": "dagProcessor",
-    "triggerer": "triggerer",
-}
-KEYS = ("sql_alchemy_pool_size", "sql_alchemy_max_overflow", "sql_alchemy_pool_pre_ping", "sql_alchemy_pool_recycle")
-
-
-def airflow_defaults() -> dict[str, str]:
-    spec = yaml.safe_load(resources.files("airflow.config_templates").joinpath("config.yml").read_text())
-    return {key: str(spec["database"]["options"][key]["default"]) for key in KEYS} | {
-        "api_workers": str(spec["api"]["options"]["workers"]["default"])
-    }
+# Local component name -> its section in the official chart's values.
+COMPONENTS = stack_values.CHART_SECTIONS
 
 
 def anyio_threads() -> int:
@@ -58,29 +44,9 @@ def anyio_threads() -> int:
     return anyio.run(tokens)
 
 
-def settings(cfg: dict[str, dict], env_by_component: dict[str, dict[str, str]]) -> dict[str, dict[str, str]]:
-    """Effective [database] pool settings per component: env, else airflow.cfg, else Airflow's default."""
-    defaults = airflow_defaults()
-    out = {}
-    for component in COMPONENTS:
-        env = env_by_component.get(component, {})
-        out[component] = {
-            key: env.get(f"AIRFLOW__DATABASE__{key.upper()}", str((cfg.get("database") or {}).get(key, defaults[key])))
-            for key in KEYS
-        }
-        out[component]["api_workers"] = env.get(
-            "AIRFLOW__API__WORKERS", str((cfg.get("api") or {}).get("workers", defaults["api_workers"]))
-        )
-    return out
-
-
 def from_values(values: dict) -> dict[str, dict[str, str]]:
-    af = values["airflow"]
-    env = {
-        component: {item["name"]: str(item["value"]) for item in (af.get(section, {}).get("env") or [])}
-        for component, section in COMPONENTS.items()
-    }
-    return settings(af.get("config") or {}, env)
+    """Effective pool settings per component of an overlay combination, as the chart gives them to each pod."""
+    return {component: stack_values.component_pool(component, values["airflow"]) for component in COMPONENTS}
 
 
 def max_connections(values: dict, effective: dict[str, dict[str, str]]) -> dict[str, int]:
@@ -98,7 +64,7 @@ def max_connections(values: dict, effective: dict[str, dict[str, str]]) -> dict[
 
 @pytest.fixture(scope="module")
 def production_values() -> dict:
-    return chartlib.overlay_values(chartlib.OVERLAYS["base+k3s-ec2"])
+    return chartlib.overlay_values(chartlib.OVERLAYS[chartlib.PRODUCTION])
 
 
 def test_the_api_server_pool_covers_its_threads_and_the_event_loop(production_values):
@@ -138,10 +104,8 @@ def test_all_pools_together_fit_postgresql(overlay, capsys):
 
 def test_the_release_gives_each_pod_these_settings(full_renders, production_values):
     """The chart puts `config:` into airflow.cfg for every pod and `apiServer.env` into the api-server only."""
-    objs = chartlib.objects(full_renders["base+k3s-ec2"])
-    (cm,) = [o for o in objs if o["kind"] == "ConfigMap" and o["metadata"]["name"] == f"{chartlib.RELEASE}-config"]
-    parser = configparser.ConfigParser(interpolation=None)
-    parser.read_string(cm["data"]["airflow.cfg"])
+    objs = chartlib.objects(full_renders[chartlib.PRODUCTION])
+    parser = chartlib.airflow_cfg(objs)
     cfg = {section: dict(parser[section]) for section in parser.sections()}
     env = {}
     for obj in objs:
@@ -153,4 +117,5 @@ def test_the_release_gives_each_pod_these_settings(full_renders, production_valu
         (main,) = [c for c in obj["spec"]["template"]["spec"]["containers"] if c["name"] == component]
         env[component] = {e["name"]: str(e["value"]) for e in main.get("env", []) if "value" in e}
     assert set(env) == set(COMPONENTS)
-    assert settings(cfg, env) == from_values(production_values)
+    rendered = {component: stack_values.pool_settings(cfg, env[component]) for component in COMPONENTS}
+    assert rendered == from_values(production_values)
