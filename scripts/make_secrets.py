@@ -103,25 +103,26 @@ def _read_file(name: str, raw: Any, problems: list[str]) -> str | None:
         return None
 
 
-def _check_docker(name: str, uri: str, problems: list[str]) -> None:
+def _port(uri: str, scheme: str) -> int | None:
+    """The port of a <scheme>://<host>:<port> URI; None if the URI is not of that form."""
     parts = urlsplit(uri)
     try:
         port = parts.port
     except ValueError:
-        port = None
-    if parts.scheme != "tcp" or not parts.hostname or port is None:
+        return None
+    return port if parts.scheme == scheme and parts.hostname else None
+
+
+def _check_docker(name: str, uri: str, problems: list[str]) -> None:
+    port = _port(uri, "tcp")
+    if port is None:
         problems.append(f"{name}: expected tcp://<host>:2376 (the daemon's TLS port), got a malformed URI")
     elif port == 2375:
         problems.append(f"{name}: port 2375 is Docker's plain-text port; the daemons must listen with TLS on 2376")
 
 
 def _check_spark(name: str, uri: str, problems: list[str]) -> None:
-    parts = urlsplit(uri)
-    try:
-        port = parts.port
-    except ValueError:
-        port = None
-    if parts.scheme != "spark" or not parts.hostname or port is None:
+    if _port(uri, "spark") is None:
         problems.append(f"{name}: expected spark://<master host>:7077, got a malformed URI")
 
 

@@ -300,15 +300,21 @@ def _smtp(monkeypatch, port, to="oncall@tripclick.test, lead@tripclick.test"):
         monkeypatch.setenv("AIRFLOW_VAR_TRIPCLICK_ALERT_EMAIL_TO", to)
 
 
-def test_failure_alert_reaches_slack_and_email_alike(monkeypatch, tmp_path):
-    from tripclick.notify import alert_failure, failure_message
-
+def _alert_both(monkeypatch, tmp_path, alert) -> tuple[dict, dict]:
+    """The one Slack message and the one mail that `alert` sends for the failed task's context."""
     with WebhookReceiver() as receiver, SmtpServer(tmp_path / "mail.jsonl") as smtp:
         _slack(monkeypatch, receiver.url)
         _smtp(monkeypatch, smtp.port)
-        alert_failure(_context())
+        alert(_context())
     (slack,) = receiver.messages
     (mail,) = smtp.messages
+    return slack, mail
+
+
+def test_failure_alert_reaches_slack_and_email_alike(monkeypatch, tmp_path):
+    from tripclick.notify import alert_failure, failure_message
+
+    slack, mail = _alert_both(monkeypatch, tmp_path, alert_failure)
     assert mail["mail_from"] == "airflow@tripclick.test"
     assert mail["rcpt_tos"] == ["oncall@tripclick.test", "lead@tripclick.test"]
     assert mail["subject"] == "tripclick_daily_pipeline task producer_server1 failed"
@@ -357,11 +363,7 @@ def test_missing_smtp_connection_is_logged_not_raised(monkeypatch, caplog):
 def test_retry_alert_names_the_try_and_is_not_taken_for_the_final_failure(monkeypatch, tmp_path):
     from tripclick.notify import alert_retry
 
-    with WebhookReceiver() as receiver, SmtpServer(tmp_path / "mail.jsonl") as smtp:
-        _slack(monkeypatch, receiver.url)
-        _smtp(monkeypatch, smtp.port)
-        alert_retry(_context())
-    (slack,) = receiver.messages
+    slack, mail = _alert_both(monkeypatch, tmp_path, alert_retry)
     text = slack["payload"]["text"]
     assert text.startswith(
         ":warning: *tripclick_daily_pipeline* task *producer_server1* will be retried (try 2 failed)"
@@ -369,7 +371,6 @@ def test_retry_alert_names_the_try_and_is_not_taken_for_the_final_failure(monkey
     assert "date: 2020-10-01" in text and "run: scheduled__2020-10-01T15:00:00+00:00" in text
     # The e2e layer and operators find the final failure by this phrase.
     assert "*producer_server1* failed" not in text
-    (mail,) = smtp.messages
     assert mail["subject"].startswith("tripclick_daily_pipeline task producer_server1 will be retried")
 
 
