@@ -218,6 +218,22 @@ def strip_source(obj: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in obj.items() if k != "__source"}
 
 
+def validate_strictly(objs: list[dict[str, Any]], kube: str) -> None:
+    """Every object against Kubernetes `kube`'s schemas, unknown fields refused; fails naming each invalid
+    object, where it came from (its `__source`) and the first line of why."""
+    import kubernetes_validate
+
+    invalid = []
+    for obj in objs:
+        try:
+            kubernetes_validate.validate(strip_source(obj), kube, strict=True)
+        except kubernetes_validate.ValidationError as err:
+            where = f" ({obj['__source']})" if "__source" in obj else ""
+            invalid.append(f"{obj['kind']}/{obj['metadata']['name']}{where}: {str(err).splitlines()[0]}")
+    if invalid:
+        raise AssertionError(f"invalid for Kubernetes {kube}:\n" + "\n".join(invalid))
+
+
 def notes(manifests: dict[str, str]) -> str:
     return next(
         (text for path, text in manifests.items() if path == "tripclick-orchestration/templates/NOTES.txt"),

@@ -10,7 +10,6 @@ import json
 
 import helm_python
 import jmespath
-import kubernetes_validate
 import pytest
 
 from tests.chart import chartlib
@@ -35,11 +34,7 @@ def test_wrapper_render_really_lacks_the_official_chart(wrapper_chart, wrapper_r
 def test_wrapper_objects_validate_strictly(wrapper_renders, combo, kube):
     objs = chartlib.objects(wrapper_renders[combo])
     assert {o["kind"] for o in objs} == {"ConfigMap", "NetworkPolicy", "Job"}
-    for obj in objs:
-        try:
-            kubernetes_validate.validate(chartlib.strip_source(obj), kube, strict=True)
-        except kubernetes_validate.ValidationError as err:
-            pytest.fail(f"{obj['kind']}/{obj['metadata']['name']} invalid for {kube}: {str(err).splitlines()[0]}")
+    chartlib.validate_strictly(objs, kube)
 
 
 def test_task_pods_reach_exactly_their_remote_services(wrapper_renders):

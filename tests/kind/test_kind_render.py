@@ -7,7 +7,6 @@ Needs the official chart 1.21.0 source (AIRFLOW_CHART_SOURCE, or chart/charts/ a
 
 from __future__ import annotations
 
-import kubernetes_validate
 import pytest
 import yaml
 
@@ -38,11 +37,7 @@ def objs(tmp_path_factory):
 
 @pytest.mark.parametrize("kube", ["1.30", "1.34"])
 def test_release_validates_strictly(objs, kube):
-    for obj in objs:
-        try:
-            kubernetes_validate.validate(chartlib.strip_source(obj), kube, strict=True)
-        except kubernetes_validate.ValidationError as err:
-            pytest.fail(f"{obj['kind']}/{obj['metadata']['name']} ({obj['__source']}): {err.message}")
+    chartlib.validate_strictly(objs, kube)
 
 
 def test_task_pods_get_the_shared_folders_the_tls_files_and_the_gold_password(objs):

@@ -7,7 +7,6 @@ import json
 
 import helm_python
 import jmespath
-import kubernetes_validate
 import pytest
 import yaml
 
@@ -30,8 +29,7 @@ def test_objects_validate_strictly(wrapper_chart, combo, kube):
         ("ConfigMap", "tripclick-prometheus-rules"),
         ("NetworkPolicy", "tripclick-np-statsd-ingress"),
     ]
-    for obj in objs:
-        kubernetes_validate.validate(chartlib.strip_source(obj), kube, strict=True)
+    chartlib.validate_strictly(objs, kube)
 
 
 def test_configmaps_carry_the_files_unchanged(wrapper_chart):
