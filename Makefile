@@ -60,16 +60,19 @@ CHECK_LAYERS := lint lint-image
 TEST_RESULTS := .state/test-results
 
 # Every layer runs even after one fails, so the summary is complete; tests/conftest.py writes each pytest
-# session's counts and skip reasons under TEST_RESULTS, and the summary's exit code is make's.
+# session's counts and skip reasons under TEST_RESULTS, the loop each layer's exit code and its start and
+# end (epoch seconds), and the summary's exit code is make's.
 .PHONY: test
-test: $(STAMP) ## Run every test layer, fastest first, then one line per layer: passed, failed, skipped and why
+test: $(STAMP) ## Run every test layer, fastest first, then one line per layer: wall time, passed, failed, skipped and why
 	@rm -rf $(TEST_RESULTS) && mkdir -p $(TEST_RESULTS)
 	@for layer in $(TEST_LAYERS); do \
 	  echo "== make $$layer"; \
+	  date +%s > $(TEST_RESULTS)/$$layer.start; \
 	  TEST_LAYER=$$layer TEST_RESULTS="$(CURDIR)/$(TEST_RESULTS)" $(MAKE) --no-print-directory $$layer; \
 	  echo $$? > $(TEST_RESULTS)/$$layer.rc; \
+	  date +%s > $(TEST_RESULTS)/$$layer.end; \
 	done
-	@$(PY) scripts/test_summary.py --results $(TEST_RESULTS) --checks "$(CHECK_LAYERS)" $(TEST_LAYERS)
+	@$(PY) scripts/layer_summary.py --results $(TEST_RESULTS) --checks "$(CHECK_LAYERS)" $(TEST_LAYERS)
 
 .PHONY: bench
 bench: bench-dag bench-e2e bench-footprint ## Print every benchmark: DAG parse cost, orchestration overhead, control-plane memory, idle cost and API load

@@ -17,7 +17,7 @@ if str(DAGS) not in sys.path:
     sys.path.insert(0, str(DAGS))
 
 # `make test` sets TEST_LAYER for each layer: every pytest session of that layer writes its outcome counts and
-# distinct skip reasons to $TEST_RESULTS/<layer>.<pid>.json, which scripts/test_summary.py reads. Taken out of
+# distinct skip reasons to $TEST_RESULTS/<layer>.<pid>.json, which scripts/layer_summary.py reads. Taken out of
 # the environment so that a pytest run started by a test is not counted as part of the layer.
 _LAYER = os.environ.pop("TEST_LAYER", None)
 _RESULTS = Path(os.environ.pop("TEST_RESULTS", REPO / ".state" / "test-results"))

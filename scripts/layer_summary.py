@@ -1,15 +1,17 @@
 """One line per test layer of `make test`, then the totals; exit 1 if any layer failed or left no result.
 
-    test_summary.py --results DIR [--checks "lint lint-image"] LAYER...
+    layer_summary.py --results DIR [--checks "lint lint-image"] LAYER...
 
-For every LAYER, DIR holds <layer>.rc (the exit code of `make <layer>`, written by `make test`) and, for a
-pytest layer, one <layer>.<pid>.json per pytest session (written by the hook in tests/conftest.py): outcome
-counts and the distinct skip reasons. A check layer (--checks: a linter, no pytest) is passed or failed by
-its exit code alone. A layer fails if its exit code is not 0, if it has a failed or erroring test, if
-pytest collected nothing (exit 5), or if it left no result at all.
+For every LAYER, DIR holds <layer>.rc (the exit code of `make <layer>`), <layer>.start and <layer>.end (when
+it started and ended, in epoch seconds), all three written by `make test`, and, for a pytest layer, one
+<layer>.<pid>.json per pytest session (written by the hook in tests/conftest.py): outcome counts and the
+distinct skip reasons. Each layer's line starts with its wall time. A check layer (--checks: a linter, no
+pytest) is passed or failed by its exit code alone. A layer fails if its exit code is not 0, if it has a
+failed or erroring test, if pytest collected nothing (exit 5), or if it left no result at all.
 
-The last line is the totals, `N passed, N failed, N skipped`: tests, plus one per check layer, plus one
-failure for each layer that failed without a failing test to show for it (so it is never "0 failed").
+The last line is the totals, `N passed, N failed, N skipped in N s`: tests, plus one per check layer, plus
+one failure for each layer that failed without a failing test to show for it (so it is never "0 failed"),
+and the layers' wall times added up.
 """
 
 from __future__ import annotations
@@ -58,6 +60,14 @@ def layer_result(results: Path, layer: str, check: bool) -> tuple[str, bool, dic
     return line, bad, {"passed": counts["passed"], "failed": max(failed, int(bad)), "skipped": counts["skipped"]}
 
 
+def wall_seconds(results: Path, layer: str) -> int | None:
+    """How long `make <layer>` ran, from the times `make test` wrote around it; None if it did not run."""
+    try:
+        return int((results / f"{layer}.end").read_text()) - int((results / f"{layer}.start").read_text())
+    except (OSError, ValueError):
+        return None
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--results", type=Path, required=True, help="folder the layers wrote their results to")
@@ -68,6 +78,7 @@ def main(argv: list[str] | None = None) -> int:
 
     totals = {"passed": 0, "failed": 0, "skipped": 0}
     any_failed = False
+    seconds = 0
     width = max(map(len, args.layers))
     print("== test layers")
     for layer in args.layers:
@@ -75,8 +86,10 @@ def main(argv: list[str] | None = None) -> int:
         any_failed |= failed
         for key in totals:
             totals[key] += counts[key]
-        print(f"{layer:<{width}}  {line}")
-    print(f"{totals['passed']} passed, {totals['failed']} failed, {totals['skipped']} skipped")
+        wall = wall_seconds(args.results, layer)
+        seconds += wall or 0
+        print(f"{layer:<{width}}  {'-' if wall is None else wall:>5} s  {line}")
+    print(f"{totals['passed']} passed, {totals['failed']} failed, {totals['skipped']} skipped in {seconds} s")
     return 1 if any_failed else 0
 
 
