@@ -1,4 +1,5 @@
-"""The README and docs/ stay true: generated reference, commands, the README's size and its diagrams."""
+"""The README and docs/ stay true: generated reference, commands, the module -> test map, the README's size and
+its diagrams."""
 
 from __future__ import annotations
 
@@ -13,6 +14,10 @@ import pytest
 from tests.conftest import REPO
 
 DOCS = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
+TESTING = REPO / "docs" / "testing.md"
+MODULE_MAP = "## Where each module is tested"
+# The folders whose every file that table leads to its tests.
+MAPPED = ("dags", "tripclick_ops", "scripts", "demo", "chart", "values", "image")
 # The newcomer's page: read in five minutes. Detail belongs in docs/.
 README_LINE_BUDGET = 120
 # Diagram types Mermaid's own grammar starts with (first word of the block).
@@ -105,6 +110,69 @@ def flowchart_edges(block: str) -> set[tuple[str, str]]:
         for ups, downs in itertools.pairwise(groups):
             edges |= {(up, down) for up in ups for down in downs}
     return edges
+
+
+def module_map() -> list[tuple[list[str], list[str], list[str]]]:
+    """docs/testing.md's "Where each module is tested": (files or folders, test files, make targets) a row."""
+    section = _text(TESTING).split(MODULE_MAP, 1)[1].split("\n## ", 1)[0]
+    rows = []
+    for line in section.splitlines():
+        if line.startswith("| `"):
+            paths, tests, targets = (cell.strip() for cell in line.strip().strip("|").split("|"))
+            rows.append(
+                (
+                    re.findall(r"`([^`]+)`", paths),
+                    re.findall(r"`(tests/[^`]+)`", tests),
+                    re.findall(r"`make ([a-z0-9-]+)`", targets),
+                )
+            )
+    return rows
+
+
+def pytest_folders() -> dict[str, str]:
+    """Make target -> the tests/<layer> folder its recipe runs pytest on."""
+    makefile = (REPO / "Makefile").read_text()
+    recipes = re.findall(r"^([a-zA-Z0-9_-]+):[^\n]*\n((?:\t[^\n]*\n)*)", makefile, flags=re.M)
+    return {target: found.group(1) for target, recipe in recipes if (found := re.search(r"pytest (tests/\w+)", recipe))}
+
+
+def test_the_module_map_names_only_files_and_targets_that_exist():
+    rows = module_map()
+    assert len(rows) > 20, f"{TESTING.name} lost its table under {MODULE_MAP!r}"
+    makefile = (REPO / "Makefile").read_text()
+    defined = set(re.findall(r"^([a-zA-Z0-9_-]+):", makefile, flags=re.M))
+    missing = [p for paths, tests, _ in rows for p in paths + tests if not (REPO / p).exists()]
+    assert missing == [], f"{TESTING.name} names what the repository lacks: {missing}"
+    assert all(targets for _, _, targets in rows), "every row names the make target that runs its tests"
+    unknown = sorted({t for _, _, targets in rows for t in targets} - defined)
+    assert unknown == [], f"{TESTING.name} names targets the Makefile lacks: {unknown}"
+
+
+def test_every_file_of_the_mapped_folders_appears_in_the_module_map():
+    listed = subprocess.run(
+        ["git", "ls-files", "--cached", "--others", "--exclude-standard", "--", *MAPPED],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
+    named = {p for paths, _, _ in module_map() for p in paths}
+    folders = tuple(p for p in named if p.endswith("/"))
+    unnamed_modules = [f for f in listed if f.endswith(".py") and f not in named]
+    uncovered = [f for f in listed if f not in named and not f.startswith(folders)]
+    assert unnamed_modules == [], f"give these modules a row (or a place in one) in {TESTING.name}: {unnamed_modules}"
+    assert uncovered == [], f"these files are in no row of {TESTING.name}: {uncovered}"
+
+
+def test_each_test_file_of_the_module_map_is_run_by_its_rows_targets():
+    layers = pytest_folders()
+    wrong = [
+        f"{test} ({', '.join(targets)})"
+        for _, tests, targets in module_map()
+        for test in tests
+        if not any(layers.get(target) == "/".join(test.split("/")[:2]) for target in targets)
+    ]
+    assert wrong == [], f"{TESTING.name}: no target of the row runs these tests: {wrong}"
 
 
 def test_configuration_reference_is_generated_from_the_code():
