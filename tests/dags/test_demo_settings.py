@@ -1,5 +1,5 @@
 """The demo's table (values/demo.yaml, through demo/stack/settings.py): the names production and the DAG use,
-values the DAG accepts, and exactly the environment the local stack has always given Airflow."""
+values the DAG accepts, folders the stack makes, and the exact environment it gives Airflow, written out by hand."""
 
 from __future__ import annotations
 
