@@ -33,15 +33,8 @@ def render() -> str:
         "| Connection | Form | Used by |",
         "|---|---|---|",
     ]
-    users = {
-        "docker_server0": "preflight, producer_server0",
-        "docker_server1": "preflight, producer_server1",
-        "spark_cluster": "preflight, the three Spark tasks",
-        "slack_webhook": "preflight, failure alerts, notify_completion",
-        "smtp_alerts": "failure, retry and late alerts and notify_completion by email (when the recipients are set)",
-    }
-    for conn_id, example in config.CONNECTION_EXAMPLES.items():
-        lines.append(f"| `{conn_id}` | `{example}` | {users[conn_id]} |")
+    for spec in config.CONNECTIONS:
+        lines.append(f"| `{spec.conn_id}` | `{spec.example}` | {spec.used_by} |")
     lines += ["", "| Variable | Type | Default | Meaning |", "|---|---|---|---|"]
     for spec in config.VARIABLES:
         kind = spec.kind if spec.kind != "choice" else " \\| ".join(spec.choices)

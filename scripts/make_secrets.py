@@ -29,6 +29,10 @@ from urllib.parse import urlsplit
 import yaml
 
 REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO / "dags"))
+
+from tripclick import config as dag_config  # noqa: E402  (the DAG's Connections: their ids and env names)
+
 SECRETS_DIR = REPO / "secrets"
 MANAGED_BY = {"app.kubernetes.io/managed-by": "tripclick-secrets"}
 REDACTED = "<redacted>"
@@ -46,7 +50,9 @@ ADMIN = "tripclick-admin"
 # Optional: the email alerts' server. Pods load it with envFrom optional, so no input section, no Secret.
 SMTP = "tripclick-smtp"
 
-CONNECTION_IDS = ("docker_server0", "docker_server1", "spark_cluster", "slack_webhook")
+# The Connections the DAG needs (dags/tripclick/config.py); the optional one (email) has its own section and Secret.
+CONNECTION_IDS = tuple(spec.conn_id for spec in dag_config.CONNECTIONS if not spec.optional)
+SMTP_ENV = dag_config.connection_env_name(dag_config.SMTP_CONN_ID)
 TLS_FILES = {"ca": "ca.pem", "cert": "cert.pem", "key": "key.pem"}
 TOP_KEYS = {"namespace", "release", "connections", "docker_tls", "git_ssh_key", "metadata_db", "admin", "smtp"}
 # The first UI admin: the chart's hook Job creates this user in the metadata database (FAB auth manager).
@@ -54,7 +60,7 @@ ADMIN_KEYS = ("username", "password")
 
 # Every key each Secret gets; the overlays and the chart's templates refer to these (tests/chart checks).
 SECRET_KEYS = {
-    CONNECTIONS: tuple(f"AIRFLOW_CONN_{conn_id.upper()}" for conn_id in CONNECTION_IDS),
+    CONNECTIONS: tuple(dag_config.connection_env_name(conn_id) for conn_id in CONNECTION_IDS),
     DOCKER_TLS: tuple(TLS_FILES.values()),
     GIT_SSH: ("gitSshKey",),
     METADATA_DB: ("connection",),
@@ -63,7 +69,7 @@ SECRET_KEYS = {
     API_SECRET: ("api-secret-key",),
     JWT: ("jwt-secret",),
     ADMIN: ADMIN_KEYS,
-    SMTP: ("AIRFLOW_CONN_SMTP_ALERTS",),
+    SMTP: (SMTP_ENV,),
 }
 SMTP_KEYS = {"host", "port", "login", "password", "from_email", "starttls", "ssl"}
 
@@ -135,8 +141,22 @@ def _check_slack(name: str, url: str, problems: list[str]) -> None:
         problems.append(f"{name}: expected a webhook URL whose path starts with /services/")
 
 
+def _connection(conn_id: str, name: str, value: str, problems: list[str]) -> str:
+    """The Secret's value for a required Connection, checked (the Slack webhook is given as its URL alone)."""
+    if conn_id in dag_config.DOCKER_CONN_IDS.values():
+        _check_docker(name, value, problems)
+        return value
+    if conn_id == dag_config.SPARK_CONN_ID:
+        _check_spark(name, value, problems)
+        return value
+    if conn_id == dag_config.SLACK_CONN_ID:
+        _check_slack(name, value, problems)
+        return json.dumps({"conn_type": "slackwebhook", "password": value})
+    raise AssertionError(f"no check for Connection {conn_id!r}: add one to _connection")
+
+
 def _smtp_connection(section: Any, problems: list[str]) -> str | None:
-    """AIRFLOW_CONN_SMTP_ALERTS (the smtp provider's Connection as JSON) from the input's smtp section."""
+    """The smtp provider's Connection as JSON (Secret key SMTP_ENV) from the input's smtp section."""
     if not isinstance(section, dict):
         problems.append("smtp: expected a mapping (host, port, from_email, login, password, starttls, ssl)")
         return None
@@ -247,16 +267,7 @@ def validate(doc: Any, *, env: str) -> Plan:
         if not value or not isinstance(value, str):
             problems.append(f"{name}: missing")
             continue
-        if conn_id.startswith("docker_"):
-            _check_docker(name, value, problems)
-            stored = value
-        elif conn_id == "spark_cluster":
-            _check_spark(name, value, problems)
-            stored = value
-        else:
-            _check_slack(name, value, problems)
-            stored = json.dumps({"conn_type": "slackwebhook", "password": value})
-        conn_data[f"AIRFLOW_CONN_{conn_id.upper()}"] = stored
+        conn_data[dag_config.connection_env_name(conn_id)] = _connection(conn_id, name, value, problems)
     plan.data[CONNECTIONS] = conn_data
 
     plan.data[DOCKER_TLS] = _check_tls(doc.get("docker_tls"), problems)
@@ -295,7 +306,7 @@ def validate(doc: Any, *, env: str) -> Plan:
     if doc.get("smtp") is not None:
         smtp = _smtp_connection(doc["smtp"], problems)
         if smtp is not None:
-            plan.data[SMTP] = {"AIRFLOW_CONN_SMTP_ALERTS": smtp}
+            plan.data[SMTP] = {SMTP_ENV: smtp}
 
     plan.generate[FERNET] = {"fernet-key": _fernet_key}
     plan.generate[API_SECRET] = {"api-secret-key": lambda: random.token_urlsafe(32)}

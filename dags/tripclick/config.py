@@ -27,14 +27,47 @@ SLACK_CONN_ID = "slack_webhook"
 SMTP_CONN_ID = "smtp_alerts"
 ALERT_EMAIL_TO_VARIABLE = "tripclick_alert_email_to"
 
-CONNECTION_EXAMPLES = {
-    "docker_server0": "tcp://<server0 host>:2376",
-    "docker_server1": "tcp://<server1 host>:2376",
-    "spark_cluster": "spark://<master host>:7077",
-    "slack_webhook": '{"conn_type": "slackwebhook", "password": "https://hooks.slack.com/services/T/B/X"}',
-    "smtp_alerts": '{"conn_type": "smtp", "host": "<smtp host>", "port": 587, "login": "<user>", '
-    '"password": "<password>", "extra": {"from_email": "airflow@example.com"}}',
-}
+
+@dataclass(frozen=True)
+class ConnectionSpec:
+    conn_id: str
+    example: str
+    used_by: str
+    # The pipeline runs without it (email alerts); every other Connection is required.
+    optional: bool = False
+
+    @property
+    def env_name(self) -> str:
+        return connection_env_name(self.conn_id)
+
+
+def connection_env_name(conn_id: str) -> str:
+    """The environment variable Airflow reads the Connection from (a Kubernetes Secret's key, the demo's env)."""
+    return f"AIRFLOW_CONN_{conn_id.upper()}"
+
+
+# Every Connection the DAG uses: docs/configuration.md's reference, `make secrets` (its input's keys and
+# the Secrets' keys) and the demo's table (values/demo.yaml, checked by the DAG layer) all read this one.
+CONNECTIONS: tuple[ConnectionSpec, ...] = (
+    *(
+        ConnectionSpec(conn_id, f"tcp://<{server} host>:2376", f"preflight, producer_{server}")
+        for server, conn_id in DOCKER_CONN_IDS.items()
+    ),
+    ConnectionSpec(SPARK_CONN_ID, "spark://<master host>:7077", "preflight, the three Spark tasks"),
+    ConnectionSpec(
+        SLACK_CONN_ID,
+        '{"conn_type": "slackwebhook", "password": "https://hooks.slack.com/services/T/B/X"}',
+        "preflight, failure alerts, notify_completion",
+    ),
+    ConnectionSpec(
+        SMTP_CONN_ID,
+        '{"conn_type": "smtp", "host": "<smtp host>", "port": 587, "login": "<user>", '
+        '"password": "<password>", "extra": {"from_email": "airflow@example.com"}}',
+        "failure, retry and late alerts and notify_completion by email (when the recipients are set)",
+        optional=True,
+    ),
+)
+CONNECTION_EXAMPLES = {spec.conn_id: spec.example for spec in CONNECTIONS}
 
 # Where the Spark driver learns the address executors must call back to. In Kubernetes the
 # task pod gets the node's IP here through the downward API (see pod_overrides.py).
@@ -302,7 +335,7 @@ def get_connection(conn_id: str, problems: list[str]):
         example = CONNECTION_EXAMPLES.get(conn_id, "<uri>")
         problems.append(
             f"Connection {conn_id!r} is not defined: create it with `airflow connections add {conn_id} "
-            f"--conn-uri '{example}'` or env AIRFLOW_CONN_{conn_id.upper()} (in Kubernetes: the "
+            f"--conn-uri '{example}'` or env {connection_env_name(conn_id)} (in Kubernetes: the "
             f"connections Secret, see `make secrets`)"
         )
         return None

@@ -1,5 +1,6 @@
 """Airflow 3 for the demo: LocalExecutor on the stack's PostgreSQL, the repo's dags/ folder, and the
-same Connections and Variables as production, given as AIRFLOW_CONN_* / AIRFLOW_VAR_* environment.
+same Connections and Variables as production (their values from values/demo.yaml), given as
+AIRFLOW_CONN_* / AIRFLOW_VAR_* environment.
 """
 
 from __future__ import annotations
@@ -10,110 +11,18 @@ import subprocess
 import time
 from pathlib import Path
 
-from . import config, proc, values
+from . import config, proc, settings, values
 from .proc import StackError
 from .services import Service, clean_env, http_get, java_home, spark_home
 
-# Demo timings: the producers replay the day this many times faster than real time, and the streaming job
-# stops after this many seconds (after draining what has landed). Only Variables change; the DAG does not.
-REPLAY_SPEED = 8000
-STREAMING_SECONDS = 20
-# The task token's lifetime, far below production's: the Spark tasks outlive it, which proves the
-# api-server renews a running task's token (the e2e happy path checks a task ran longer).
-EXECUTION_TOKEN_SECONDS = 15
 AUTH_MANAGER = "airflow.providers.fab.auth_manager.fab_auth_manager.FabAuthManager"
 # The chart's hook Job runs this file too (chart/templates/admin-user-job.yaml).
 CREATE_ADMIN = config.REPO / "chart" / "files" / "create_admin.py"
 SUPERVISE = Path(__file__).with_name("supervise.py")
 
 
-DEMO_POLICY = {
-    # One retry, as production has retries: a service fault is retried, a configuration problem is not.
-    "preflight": {"retries": 1, "retry_delay_s": 2, "max_retry_delay_s": 5},
-    "producer": {"retries": 1, "retry_delay_s": 3, "max_retry_delay_s": 10},
-    "streaming_to_silver": {"retries": 0},
-    "batch_to_bronze": {"retries": 1, "retry_delay_s": 5, "max_retry_delay_s": 10},
-    "etl_to_gold": {"retries": 1, "retry_delay_s": 5, "max_retry_delay_s": 10},
-    # The gold deadline 20 min after the etl_to_gold window opens (production: 1 h). The demo's dates are
-    # years back, so their deadlines passed before the runs start and send nothing; tests/e2e/test_alerts.py
-    # triggers runs whose logical date is just over 3 h back, so the deadline falls during the run or after.
-    "offsets": {"gold_deadline_s": 3 * 3600 + 20 * 60},
-}
-
-
 def airflow_home() -> Path:
     return config.state("airflow")
-
-
-def demo_variables() -> dict[str, str]:
-    jobs = {
-        "streaming_to_silver": {
-            # The day is replayed thousands of times faster than real time, so two producers a second
-            # apart are hours apart in event time: the watermark must cover the whole day here.
-            "extra_args": ["--max-runtime-seconds", str(STREAMING_SECONDS), "--watermark-delay", "1 day"],
-            "executor_memory": "512m",
-            "driver_memory": "512m",
-            "total_executor_cores": 1,
-        },
-        "batch_to_bronze": {"executor_memory": "512m", "driver_memory": "512m", "total_executor_cores": 2},
-        "etl_to_gold": {
-            # Password comes from PGPASSFILE (set in the Airflow environment), never from a Variable.
-            "extra_args": ["--pg-dsn", config.gold_dsn()],
-            "executor_memory": "512m",
-            "driver_memory": "512m",
-            "total_executor_cores": 2,
-        },
-    }
-    v = {
-        "tripclick_transport": "landing",
-        "tripclick_landing_dir": str(config.landing_dir()),
-        "tripclick_lake_root": str(config.lake_root()),
-        "tripclick_data_dir_server0": str(config.server_data_dir("server0")),
-        "tripclick_data_dir_server1": str(config.server_data_dir("server1")),
-        "tripclick_producer_image": config.PRODUCER_IMAGE,
-        "tripclick_producer_tag": config.PRODUCER_TAG,
-        "tripclick_producer_mode": "realtime",
-        "tripclick_producer_extra_env": json.dumps({"TRIPCLICK_REPLAY_SPEED": str(REPLAY_SPEED)}),
-        "tripclick_spark_apps_dir": str(config.spark_apps_dir()),
-        "tripclick_spark_jobs": json.dumps(jobs),
-        "tripclick_spark_conf": json.dumps({"spark.ui.enabled": "false", "spark.sql.shuffle.partitions": "2"}),
-        # No Maven repository is reachable from this machine: spark-submit gets no --packages at all. The
-        # demo needs none anyway (landing transport, local lake): the Kafka and s3a connectors are production's.
-        "tripclick_spark_packages": "{}",
-        "tripclick_spark_master_ui_port": str(config.PORTS["spark_master_ui"]),
-        "tripclick_spark_driver_host": config.HOST,
-        "tripclick_spark_driver_port": str(config.PORTS["spark_driver"]),
-        "tripclick_spark_blockmanager_port": str(config.PORTS["spark_blockmanager"]),
-        "tripclick_docker_tls_dir": str(config.client_tls_dir()),
-        # Production retries wait minutes; the demo keeps the same retry counts with second-long delays.
-        "tripclick_task_policy": json.dumps(DEMO_POLICY),
-        "tripclick_alert_email_to": config.ALERT_EMAIL_TO,
-    }
-    return v
-
-
-def demo_connections() -> dict[str, str]:
-    return {
-        "docker_server0": f"tcp://{config.HOST}:{config.PORTS['server0']}",
-        "docker_server1": f"tcp://{config.HOST}:{config.PORTS['server1']}",
-        "spark_cluster": f"spark://{config.HOST}:{config.PORTS['spark_master']}",
-        "slack_webhook": json.dumps({"conn_type": "slackwebhook", "password": config.slack_url()}),
-        # The stack's SMTP server: plain SMTP on loopback, no login; one try, so a test of a down server is quick.
-        "smtp_alerts": json.dumps(
-            {
-                "conn_type": "smtp",
-                "host": config.HOST,
-                "port": config.PORTS["smtp"],
-                "extra": {
-                    "from_email": config.ALERT_EMAIL_FROM,
-                    "disable_ssl": True,
-                    "disable_tls": True,
-                    "timeout": 10,
-                    "retry_limit": 1,
-                },
-            }
-        ),
-    }
 
 
 def env() -> dict[str, str]:
@@ -141,7 +50,6 @@ def env() -> dict[str, str]:
         AIRFLOW__API__BASE_URL=config.airflow_url(),
         AIRFLOW__API__SECRET_KEY=s["api_secret_key"],
         AIRFLOW__API_AUTH__JWT_SECRET=s["jwt_secret"],
-        AIRFLOW__EXECUTION_API__JWT_EXPIRATION_TIME=str(EXECUTION_TOKEN_SECONDS),
         # Production's auth manager: users in the metadata database, the admin created by the chart's own script.
         AIRFLOW__CORE__AUTH_MANAGER=AUTH_MANAGER,
         AIRFLOW__LOGGING__BASE_LOG_FOLDER=str(home / "logs"),
@@ -167,10 +75,8 @@ def env() -> dict[str, str]:
         NO_PROXY="127.0.0.1,localhost",
         no_proxy="127.0.0.1,localhost",
     )
-    for key, value in demo_variables().items():
-        e[f"AIRFLOW_VAR_{key.upper()}"] = value
-    for key, value in demo_connections().items():
-        e[f"AIRFLOW_CONN_{key.upper()}"] = value
+    # Variables, Connections and the demo's own Airflow settings (the task token's lifetime) from values/demo.yaml.
+    e.update(settings.env())
     return e
 
 

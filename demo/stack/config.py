@@ -57,10 +57,6 @@ PG_DB_AIRFLOW = "airflow"
 PG_DB_GOLD = "tripclick_gold"
 ADMIN_USER = "admin"
 SLACK_PATH = "/services/T000/B000/XXXX"
-ALERT_EMAIL_TO = "oncall@tripclick.test"
-ALERT_EMAIL_FROM = "airflow@tripclick.test"
-PRODUCER_IMAGE = "tripclick-producer"
-PRODUCER_TAG = "1.0.0"
 DAG_ID = "tripclick_daily_pipeline"
 
 
@@ -100,10 +96,6 @@ def lake_root() -> Path:
 
 def server_data_dir(server: str) -> Path:
     return state("servers", server, "data")
-
-
-def spark_apps_dir() -> Path:
-    return REPO / "workloads" / "spark"
 
 
 def load_secrets() -> dict[str, str]:

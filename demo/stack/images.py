@@ -13,7 +13,7 @@ import tarfile
 import time
 from pathlib import Path
 
-from . import config
+from . import config, settings
 from .proc import StackError
 
 BASE_IMAGE = "tripclick-demo-base:bookworm"
@@ -83,7 +83,7 @@ def _has_image(client, ref: str, digest: str | None = None) -> bool:
 
 def ensure(daemons) -> None:
     """Make `tripclick-producer:<tag>` (current sources) present on every daemon."""
-    ref = f"{config.PRODUCER_IMAGE}:{config.PRODUCER_TAG}"
+    ref = settings.producer_ref()
     digest = producer_hash()
     clients = [(d, d.client(timeout=300)) for d in daemons]
     try:

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import psutil
 
-from . import config, proc, tls
+from . import config, proc, settings, tls
 from .proc import StackError
 
 # docker-py (through requests) would take the machine's CA bundle from these instead of our CA.
@@ -315,7 +315,7 @@ class DockerDaemon(Service):
 
     @property
     def url(self) -> str:
-        return f"tcp://{config.HOST}:{self.port()}"
+        return settings.docker_url(self.server)
 
     @property
     def exec_root(self) -> Path:
@@ -347,7 +347,7 @@ class DockerDaemon(Service):
             "-H",
             f"unix://{config.socket_dir('docker', self.server) / 'docker.sock'}",
             "-H",
-            f"tcp://{config.HOST}:{self.port()}",
+            self.url,
             "--tlsverify",
             "--tlscacert",
             str(t / "ca.pem"),

@@ -66,6 +66,16 @@ def secret_keys() -> dict[str, frozenset[str]]:
     return {name: frozenset(keys) for name, keys in module.SECRET_KEYS.items()}
 
 
+def env_names(container: dict[str, Any]) -> set[str]:
+    """The environment variables a container gets by name: its env entries, and every key `make secrets` writes
+    into each Secret its envFrom loads whole (a ConfigMap's keys are not counted)."""
+    names = {e["name"] for e in container.get("env") or []}
+    for source in container.get("envFrom") or []:
+        if "secretRef" in source:
+            names |= {source.get("prefix", "") + key for key in secret_keys().get(source["secretRef"]["name"], ())}
+    return names
+
+
 @cache
 def repo_files() -> frozenset[str]:
     """What a clone of this repository holds: the tracked files (git-sync checks out a commit)."""

@@ -73,25 +73,29 @@ def test_every_task_pod_validates_strictly(task_pods, kube):
 
 
 def test_spark_tasks_run_the_driver_on_the_node_network(task_pods):
+    from tests.chart import pod_files
+
     for task_id in SPARK_TASKS:
         pod = task_pods[task_id]
         assert pod["spec"]["hostNetwork"] is True, task_id
         assert pod["spec"]["dnsPolicy"] == "ClusterFirstWithHostNet", task_id
         env = {e["name"]: e for e in _base(pod)["env"]}
         assert env["SPARK_DRIVER_HOST"]["valueFrom"] == {"fieldRef": {"fieldPath": "status.hostIP"}}, task_id
-        # The pod template's env survives the override's merge.
-        assert "AIRFLOW_CONN_SPARK_CLUSTER" in env, task_id
+        # The pod template's env and envFrom (the Connections Secret) survive the override's merge.
+        assert "AIRFLOW_CONN_SPARK_CLUSTER" in pod_files.env_names(_base(pod)), task_id
     for task_id in set(task_pods) - SPARK_TASKS:
         assert not task_pods[task_id]["spec"].get("hostNetwork"), f"{task_id} must stay on the pod network"
 
 
 def test_docker_tasks_see_the_tls_material_once(task_pods):
+    from tests.chart import pod_files
+
     for task_id, pod in task_pods.items():
         names = [v["name"] for v in pod["spec"]["volumes"]]
         assert len(names) == len(set(names)), f"{task_id}: duplicate volume names {names}"
         mounts = jmespath.search(f"volumeMounts[?mountPath=='{TLS_MOUNT}']", _base(pod))
         assert mounts == [{"name": "docker-tls", "mountPath": TLS_MOUNT, "readOnly": True}], task_id
-        env = {e["name"] for e in _base(pod)["env"]}
+        env = pod_files.env_names(_base(pod))
         assert {"AIRFLOW_CONN_DOCKER_SERVER0", "AIRFLOW_CONN_DOCKER_SERVER1", "AIRFLOW_CONN_SLACK_WEBHOOK"} <= env
 
 

@@ -112,15 +112,17 @@ def test_pod_template_carries_what_every_task_needs(full_renders, combo):
     assert volume["secret"]["secretName"] == "tripclick-docker-tls" and volume["secret"]["defaultMode"] == 0o440
     assert [v["name"] for v in spec["volumes"]].count("docker-tls") == 1
 
-    env = {e["name"]: e for e in base["env"]}
-    for conn in CONNECTIONS:
-        ref = env[f"AIRFLOW_CONN_{conn}"]["valueFrom"]["secretKeyRef"]
-        assert ref == {"name": "tripclick-connections", "key": f"AIRFLOW_CONN_{conn}"}
     assert base["envFrom"] == [
         {"configMapRef": {"name": "tripclick-variables"}},
+        # The DAG's Connections, the whole Secret: not optional, a task cannot run without them.
+        {"secretRef": {"name": "tripclick-connections"}},
         # Email alerts' server, optional: a release without the Secret starts all the same.
         {"secretRef": {"name": "tripclick-smtp", "optional": True}},
     ]
+    # Each Connection from that Secret, as `make secrets` writes it.
+    from tests.chart import pod_files
+
+    assert {f"AIRFLOW_CONN_{conn}" for conn in CONNECTIONS} <= pod_files.env_names(base)
     for container in _containers(spec):
         for kind in ("requests", "limits"):
             assert set(container["resources"][kind]) == {"cpu", "memory"}, (container["name"], kind)
@@ -128,6 +130,32 @@ def test_pod_template_carries_what_every_task_needs(full_renders, combo):
     account = chartlib.find(_objs(full_renders, combo), "ServiceAccount", spec["serviceAccountName"])
     assert account["automountServiceAccountToken"] is False, "task pods need no Kubernetes API token"
     assert "hostNetwork" not in spec, "host networking is for Spark tasks only (their pod override)"
+
+
+@pytest.mark.parametrize("combo", COMBOS)
+def test_every_airflow_container_loads_the_connections(full_renders, combo):
+    """The official chart gives extraEnvFrom to every container it gives the Variables' ConfigMap (the same
+    envFrom list): each of them, the task pods, scheduler, dag-processor and triggerer included, gets the
+    Connections Secret too."""
+    objs = _objs(full_renders, combo)
+    specs = {o["metadata"]["name"]: chartlib.pod_spec(o) for o in objs if chartlib.pod_spec(o)}
+    specs["pod-template"] = chartlib.pod_template(objs)["spec"]
+    variables = {"configMapRef": {"name": "tripclick-variables"}}
+    connections = {"secretRef": {"name": "tripclick-connections"}}
+    loading = {
+        (name, c["name"]): connections in (c.get("envFrom") or [])
+        for name, spec in specs.items()
+        for c in _containers(spec)
+        if variables in (c.get("envFrom") or [])
+    }
+    assert {name for name, _ in loading} >= {
+        "pod-template",
+        "tripclick-scheduler",
+        "tripclick-dag-processor",
+        "tripclick-triggerer",
+        "tripclick-api-server",
+    }
+    assert [key for key, loads in loading.items() if not loads] == []
 
 
 @pytest.mark.parametrize("combo", COMBOS)
@@ -205,9 +233,12 @@ def test_no_secret_value_in_any_rendered_object(full_renders, combo):
         for name, e in env
         if re.search("AIRFLOW_CONN_|SQL_ALCHEMY_CONN|PASSWORD|SECRET|FERNET|TOKEN|_KEY$", e["name"])
     ]
-    # The search reaches every workload's env and the task pods' (their connections come from a Secret).
+    # The search reaches every workload's env and the task pods'.
     assert {name for name, _ in env} >= {"tripclick-scheduler", "tripclick-api-server", "pod-template"}
-    assert {f"AIRFLOW_CONN_{c}" for c in CONNECTIONS} <= {e["name"] for name, e in sensitive if name == "pod-template"}
+    # The DAG's Connections are not set one by one: they come whole from their Secret (envFrom), so no object
+    # holds one (the chart's own AIRFLOW_CONN_AIRFLOW_DB is a secretKeyRef, checked with the rest below).
+    dag_connections = {f"AIRFLOW_CONN_{c}" for c in CONNECTIONS}
+    assert [f"{name}: {e['name']}" for name, e in env if e["name"] in dag_connections] == []
     literal = [f"{name}: {e['name']}" for name, e in sensitive if not e["name"].endswith("_FILE") and "value" in e]
     assert literal == []
     text = "\n".join(full_renders[combo].values())

@@ -276,7 +276,9 @@ def test_make_secrets_creates_what_the_release_refers_to(full_renders, files, co
     store = MemoryStore()
     ms.apply(ms.validate(_doc(example, files), env="x"), store, log=lambda _: None)
     refs = _references(chartlib.objects(full_renders[combo]))
-    assert {(ms.DOCKER_TLS, None), (ms.CONNECTIONS, "AIRFLOW_CONN_SLACK_WEBHOOK"), (ms.JWT, "jwt-secret")} <= refs
+    # The Connections Secret is loaded whole (envFrom): the keys the DAG reads must be what make secrets writes.
+    assert {(ms.DOCKER_TLS, None), (ms.CONNECTIONS, None), (ms.JWT, "jwt-secret")} <= refs
+    assert "AIRFLOW_CONN_SLACK_WEBHOOK" in store.secrets[ms.CONNECTIONS]
     missing = sorted(
         f"{name}/{key or '*'}"
         for name, key in refs

@@ -9,11 +9,11 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from demo.stack import config
-from demo.stack.airflow import DEMO_POLICY
+from demo.stack import settings
 from tests.e2e import helpers
 
 DAG_ID = helpers.DAG_ID
+DEMO_POLICY = settings.task_policy()
 PREFLIGHT_RETRIES = DEMO_POLICY["preflight"]["retries"]
 GOLD_DEADLINE = timedelta(seconds=DEMO_POLICY["offsets"]["gold_deadline_s"])
 ETL_WINDOW = timedelta(hours=3)  # policy.DEFAULT_POLICY's etl_to_gold_s, which the demo keeps
@@ -48,7 +48,9 @@ def test_a_failed_task_alerts_slack_and_email_once_each(stack):
     assert len(mails) == 1, helpers.emails(run.started)
     for text in (slack[0], mails[0]["body"]):
         assert "preflight" in text and f"date: {day}" in text and f"run: {run.run_id}" in text, text
-    assert mails[0]["rcpt_tos"] == [config.ALERT_EMAIL_TO] and mails[0]["mail_from"] == config.ALERT_EMAIL_FROM
+    sender = settings.connections()["smtp_alerts"]["extra"]["from_email"]
+    assert mails[0]["rcpt_tos"] == [settings.variables()["tripclick_alert_email_to"]]
+    assert mails[0]["mail_from"] == sender
     # Each retry is announced too, on both channels, and never counted as the final failure.
     retries = [t for t in helpers.slack_texts(run.started) if "*preflight* will be retried" in t]
     retry_mails = [

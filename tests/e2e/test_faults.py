@@ -8,12 +8,12 @@ import time
 
 import pytest
 
-from demo.stack import config
-from demo.stack.airflow import DEMO_POLICY
+from demo.stack import config, settings
 from tests.e2e import helpers
 
 PRODUCERS = ("producer_server0", "producer_server1")
 AFTER_PREFLIGHT = (*PRODUCERS, "streaming_to_silver", "batch_to_bronze", "etl_to_gold")
+DEMO_POLICY = settings.task_policy()
 # Tries of a preflight that keeps failing for a service fault, with the demo's task policy.
 PREFLIGHT_TRIES = 1 + DEMO_POLICY["preflight"]["retries"]
 
@@ -236,10 +236,11 @@ def test_producer_image_missing_on_one_daemon_fails_preflight_naming_it(stack):
     stack.reset_day(day)
     stack.generate(day)
     tag = "e2e-only-on-server0"
-    image = f"{config.PRODUCER_IMAGE}:{tag}"
+    repository = settings.variables()["tripclick_producer_image"]
+    image = f"{repository}:{tag}"
     client0, client1 = stack.docker("server0").client(), stack.docker("server1").client()
     try:
-        client0.images.get(f"{config.PRODUCER_IMAGE}:{config.PRODUCER_TAG}").tag(config.PRODUCER_IMAGE, tag)
+        client0.images.get(settings.producer_ref()).tag(repository, tag)
         assert not client1.images.list(name=image), f"{image} is on server1"
         t0 = time.time()
         result = stack.dags_test(day, extra_env={"AIRFLOW_VAR_TRIPCLICK_PRODUCER_TAG": tag})

@@ -16,10 +16,11 @@ from datetime import date
 from pathlib import Path
 
 from demo import api
-from demo.stack import config
-from demo.stack.airflow import DEMO_POLICY
+from demo.stack import config, settings
 from tests.e2e import helpers
 from tests.e2e import midflight_helpers as mh
+
+DEMO_POLICY = settings.task_policy()
 
 
 def _producer_containers(stack, server: str, day: str, status: str) -> list:

@@ -6,8 +6,7 @@ from datetime import datetime
 
 import pytest
 
-from demo.stack import airflow as stack_airflow
-from demo.stack import config
+from demo.stack import config, settings
 from tests.e2e import helpers
 from tripclick_ops import outcomes
 
@@ -53,7 +52,7 @@ def test_a_stage_outlives_its_first_execution_token(first_run):
     run, _ = first_run
     longest = max(run.tasks.values(), key=lambda ti: ti["duration"] or 0)
     assert longest["state"] == "success"
-    assert longest["duration"] > stack_airflow.EXECUTION_TOKEN_SECONDS + AIRFLOW_JWT_LEEWAY_S, longest
+    assert longest["duration"] > settings.execution_token_seconds() + AIRFLOW_JWT_LEEWAY_S, longest
 
 
 def test_the_ui_shows_what_each_stage_really_ran(first_run):
@@ -61,12 +60,12 @@ def test_the_ui_shows_what_each_stage_really_ran(first_run):
     run, _ = first_run
     try_number = run.tasks["producer_server0"]["try_number"]
     producer = run.tasks["producer_server0"]["rendered_fields"]
-    assert producer["image"] == f"{config.PRODUCER_IMAGE}:{config.PRODUCER_TAG}"
+    assert producer["image"] == settings.producer_ref()
     assert producer["docker_url"] == f"tcp://{config.HOST}:{config.PORTS['server0']}"
     assert producer["command"][:2] == ["--file", f"/app/data/date={DAY}/events.json"]
     assert producer["container_name"] == f"tripclick-producer-server0-{DAY}-try{try_number}"
     spark = run.tasks["streaming_to_silver"]["rendered_fields"]
-    assert spark["application"] == str(config.spark_apps_dir() / "streaming_to_silver.py")
+    assert spark["application"] == f"{settings.variables()['tripclick_spark_apps_dir']}/streaming_to_silver.py"
     assert spark["application_args"][:2] == ["--date", DAY]
 
 

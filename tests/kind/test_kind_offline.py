@@ -170,13 +170,23 @@ def _get(values: dict, dotted: str):
     return values
 
 
+def _entries(value):
+    """A list value, or the YAML list a template string holds (extraEnvFrom)."""
+    return yaml.safe_load(value) if isinstance(value, str) else value
+
+
 @pytest.mark.parametrize(
-    "key", ["airflow.secret", "airflow.workers.kubernetes.extraVolumes", "airflow.workers.kubernetes.extraVolumeMounts"]
+    "key",
+    ["airflow.extraEnvFrom", "airflow.workers.kubernetes.extraVolumes", "airflow.workers.kubernetes.extraVolumeMounts"],
 )
 def test_overlay_lists_keep_every_base_entry(key):
-    """Helm replaces lists: the overlay must repeat values/base.yaml's entries, or it silently drops them."""
-    base = _get(chartlib.load_yaml(REPO / "values" / "base.yaml"), key)
-    ours = _get(chartlib.load_yaml(OVERLAY), key)
+    """Helm replaces lists (and extraEnvFrom, a string holding one): an overlay that sets one must repeat
+    values/base.yaml's entries, or it silently drops them; one that does not set it keeps base.yaml's."""
+    base = _entries(_get(chartlib.load_yaml(REPO / "values" / "base.yaml"), key))
+    try:
+        ours = _entries(_get(chartlib.load_yaml(OVERLAY), key))
+    except KeyError:
+        ours = base
     assert base, f"values/base.yaml sets no {key}: nothing to keep"
     missing = [entry for entry in base if entry not in ours]
     assert not missing, f"{key}: values/base.yaml entries missing from {OVERLAY.name}: {missing}"

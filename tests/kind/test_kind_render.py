@@ -40,7 +40,7 @@ def test_release_validates_strictly(objs, kube):
     chartlib.validate_strictly(objs, kube)
 
 
-def test_task_pods_get_the_shared_folders_the_tls_files_and_the_gold_password(objs):
+def test_task_pods_get_the_shared_folders_the_tls_files_the_connections_and_the_gold_password(objs):
     spec = chartlib.pod_template(objs)["spec"]
     volumes = {v["name"]: v for v in spec["volumes"]}
     assert volumes["tripclick-state"]["hostPath"]["path"] == "/tripclick/state"
@@ -52,6 +52,8 @@ def test_task_pods_get_the_shared_folders_the_tls_files_and_the_gold_password(ob
     assert mounts["tripclick-state"] == "/tripclick/state"
     env = {e["name"]: e for e in base["env"]}
     assert env["PGPASSWORD"]["valueFrom"]["secretKeyRef"] == {"name": "tripclick-gold-db", "key": "password"}
+    # The test overlay's own secret list leaves the Connections to base.yaml's envFrom.
+    assert {"secretRef": {"name": "tripclick-connections"}} in base["envFrom"]
     assert base["image"] == f"tripclick-airflow:{TAG}"
 
 
