@@ -21,7 +21,6 @@ import hashlib
 import json
 import os
 import shutil
-import signal
 import ssl
 import subprocess
 import time
@@ -96,7 +95,9 @@ class Daemon:
     """A dockerd of our own: nothing else on the machine uses its socket, data or containerd namespace."""
 
     state: Path = STATE
-    started_here: bool = False
+    # The dockerd this session started: its child, so stop() must reap it (an unreaped daemon stays a zombie that
+    # still answers kill(pid, 0), and the stop would wait out its whole grace).
+    process: subprocess.Popen | None = None
 
     @property
     def runtime(self) -> Path:
@@ -154,27 +155,26 @@ class Daemon:
             "--containerd-plugins-namespace", "tripclick-image-plugins",
         ]  # fmt: skip
         log = (self.state / "dockerd.log").open("ab")
-        subprocess.Popen(cmd, stdout=log, stderr=log, start_new_session=True, env=unset_ca_overrides(dict(os.environ)))
+        process = subprocess.Popen(
+            cmd, stdout=log, stderr=log, start_new_session=True, env=unset_ca_overrides(dict(os.environ))
+        )
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             if self.alive():
-                self.started_here = True
+                self.process = process
                 return
             time.sleep(0.5)
         raise RuntimeError(f"private dockerd did not answer on {self.socket} within 60 s; see {self.state}/dockerd.log")
 
     def stop(self) -> None:
-        if not self.started_here or not self.pidfile.exists():
+        if self.process is None:
             return
-        pid = int(self.pidfile.read_text().strip())
-        os.kill(pid, signal.SIGTERM)
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            try:
-                os.kill(pid, 0)
-            except ProcessLookupError:
-                return
-            time.sleep(0.5)
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait(timeout=10)
 
 
 def base_tarball(state: Path = STATE) -> tuple[Path, float]:
