@@ -65,3 +65,30 @@ def stack():
         left = helpers.leftover_processes()
         if left:
             pytest.fail("processes of the stack are still running after `demo.stack down`:\n" + "\n".join(left))
+
+
+# Runs that several tests read, each made once per session: every run costs minutes on this 2-core machine.
+GOOD_DAY = "2020-09-02"
+DAEMON_DOWN_DAY = "2020-08-01"
+DAEMON_DOWN_SERVER = "server1"
+
+
+@pytest.fixture(scope="session")
+def good_day(stack) -> tuple[helpers.Run, dict]:
+    """A good day end to end: (the run, what the generator wrote for it)."""
+    stack.reset_day(GOOD_DAY)
+    generated = stack.generate(GOOD_DAY)
+    return stack.run(GOOD_DAY), generated
+
+
+@pytest.fixture(scope="session")
+def daemon_down_day(stack) -> helpers.Run:
+    """A day whose run finds server1's Docker daemon down throughout: preflight fails after every try."""
+    stack.reset_day(DAEMON_DOWN_DAY)
+    stack.generate(DAEMON_DOWN_DAY)
+    daemon = stack.docker(DAEMON_DOWN_SERVER)
+    daemon.down()
+    try:
+        return stack.run(DAEMON_DOWN_DAY)
+    finally:
+        daemon.up()

@@ -36,6 +36,11 @@ class Run:
     state: str
     started: float
     tasks: dict[str, dict] = field(default_factory=dict)
+    # Where the StatsD capture stood when the run was triggered: the metrics of this run (and of any later one)
+    # follow that offset.
+    statsd_offset: int = 0
+    # When the run was seen to end: a run another test made earlier is read within [started, ended].
+    ended: float | None = None
 
     def log(self, task_id: str) -> str:
         """The task's last try's log as the UI shows it (through the REST API)."""
@@ -76,15 +81,17 @@ class Stack:
     # ----------------------------------------------------------------------------------------- runs
     def run(self, day: str) -> Run:
         self.airflow.wait_dag()
+        store = config.statsd_store()
+        statsd_offset = store.stat().st_size if store.exists() else 0
         started = time.time()
         run_id = self.airflow.trigger(date.fromisoformat(day))
-        return self.finished(day, run_id, started)
+        return self.finished(day, run_id, started, statsd_offset)
 
-    def finished(self, day: str, run_id: str, started: float) -> Run:
+    def finished(self, day: str, run_id: str, started: float, statsd_offset: int = 0) -> Run:
         """Wait for a run triggered or cleared at `started` to end."""
         result = self.airflow.watch(run_id, timeout=RUN_TIMEOUT)
         tasks = {ti["task_id"]: ti for ti in self.airflow.tasks(run_id)}
-        return Run(day, run_id, result["state"], started, tasks)
+        return Run(day, run_id, result["state"], started, tasks, statsd_offset, ended=time.time())
 
     def tries(self, run: Run, task_id: str) -> list[dict]:
         """The task's tries in this run (a rerun of a date clears it, so earlier tries stay in its history)."""
@@ -182,13 +189,16 @@ class Stack:
     def spark(self) -> tuple[SparkMaster, SparkWorker]:
         return SparkMaster(), SparkWorker()
 
-    def container_events(self, server: str, since: float) -> list[dict]:
+    def container_events(self, server: str, since: float, until: float | None = None) -> list[dict]:
         client = self.docker(server).client()
         try:
             # Sub-second bounds ("seconds.fraction"): a whole-second `since` would also return what happened just
             # before the test's start, e.g. reset_day removing an earlier session's containers.
             events = client.events(
-                since=f"{since:.6f}", until=f"{time.time() + 1:.6f}", decode=True, filters={"type": "container"}
+                since=f"{since:.6f}",
+                until=f"{(until or time.time() + 1):.6f}",
+                decode=True,
+                filters={"type": "container"},
             )
             return [
                 {"action": e.get("Action") or e.get("status"), **(e.get("Actor", {}).get("Attributes") or {})}
@@ -218,8 +228,9 @@ def marts_snapshot(day: str) -> dict[str, list[tuple]]:
         return outcomes.read_marts(conn, day)
 
 
-def slack_texts(since: float) -> list[str]:
-    return outcomes.slack_texts(api.slack_messages(since))
+def slack_texts(since: float, until: float | None = None) -> list[str]:
+    messages = api.slack_messages(since)
+    return outcomes.slack_texts([m for m in messages if until is None or m["received_at"] <= until])
 
 
 def day_problems(day: str, generated: dict) -> list[str]:
@@ -231,10 +242,10 @@ def day_problems(day: str, generated: dict) -> list[str]:
     )  # fmt: skip
 
 
-def summaries(since: float, day: str) -> list[str]:
+def summaries(since: float, day: str, until: float | None = None) -> list[str]:
     """The day's summaries (notify_completion), good or bad, received since `since`."""
     heads = (f":large_green_circle: *{DAG_ID}* finished for {day}", f":red_circle: *{DAG_ID}* did not finish for {day}")
-    return [t for t in slack_texts(since) if t.splitlines()[0].startswith(heads)]
+    return [t for t in slack_texts(since, until) if t.splitlines()[0].startswith(heads)]
 
 
 def summary_groups(text: str, day: str) -> dict[str, set[str]]:
@@ -275,13 +286,13 @@ def landing_files(day: str) -> list[Path]:
     return sorted(p for p in folder.glob("*.json")) if folder.exists() else []
 
 
-def emails(since: float) -> list[dict]:
+def emails(since: float, until: float | None = None) -> list[dict]:
     """Mails the stack's SMTP server accepted since `since` (demo/smtp_receiver's store)."""
     path = config.smtp_store()
     if not path.exists():
         return []
     found = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-    return [m for m in found if m["received_at"] >= since]
+    return [m for m in found if m["received_at"] >= since and (until is None or m["received_at"] <= until)]
 
 
 def statsd_lines() -> list[str]:

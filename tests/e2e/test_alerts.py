@@ -31,34 +31,26 @@ def _late_mails(since: float, run_id: str) -> list[dict]:
     return [m for m in helpers.emails(since) if " is late for " in m["subject"] and f"run: {run_id}" in m["body"]]
 
 
-def test_a_failed_task_alerts_slack_and_email_once_each(stack):
-    day = "2020-08-21"
-    stack.reset_day(day)
-    stack.generate(day)
-    daemon = stack.docker("server0")
-    daemon.down()
-    try:
-        run = stack.run(day)
-    finally:
-        daemon.up()
+def test_a_failed_task_alerts_slack_and_email_once_each(daemon_down_day):
+    run, day = daemon_down_day, daemon_down_day.day
+    texts = helpers.slack_texts(run.started, run.ended)
+    emails = helpers.emails(run.started, run.ended)
     assert run.tasks["preflight"]["state"] == "failed"
-    slack = [t for t in helpers.slack_texts(run.started) if "*preflight* failed" in t]
-    mails = [m for m in helpers.emails(run.started) if m["subject"] == f"{DAG_ID} task preflight failed"]
-    assert len(slack) == 1, helpers.slack_texts(run.started)
-    assert len(mails) == 1, helpers.emails(run.started)
+    slack = [t for t in texts if "*preflight* failed" in t]
+    mails = [m for m in emails if m["subject"] == f"{DAG_ID} task preflight failed"]
+    assert len(slack) == 1, texts
+    assert len(mails) == 1, emails
     for text in (slack[0], mails[0]["body"]):
         assert "preflight" in text and f"date: {day}" in text and f"run: {run.run_id}" in text, text
     sender = settings.connections()["smtp_alerts"]["extra"]["from_email"]
     assert mails[0]["rcpt_tos"] == [settings.variables()["tripclick_alert_email_to"]]
     assert mails[0]["mail_from"] == sender
     # Each retry is announced too, on both channels, and never counted as the final failure.
-    retries = [t for t in helpers.slack_texts(run.started) if "*preflight* will be retried" in t]
-    retry_mails = [
-        m for m in helpers.emails(run.started) if m["subject"].startswith(f"{DAG_ID} task preflight will be retried")
-    ]
+    retries = [t for t in texts if "*preflight* will be retried" in t]
+    retry_mails = [m for m in emails if m["subject"].startswith(f"{DAG_ID} task preflight will be retried")]
     assert len(retries) == len(retry_mails) == PREFLIGHT_RETRIES, (retries, retry_mails)
     # A run of a date years back: its deadline passed before it was queued, so no late message.
-    assert not [t for t in helpers.slack_texts(run.started) if " is late for " in t]
+    assert not [t for t in texts if " is late for " in t]
 
 
 def _trigger_at(stack, logical: datetime) -> tuple[str, float]:

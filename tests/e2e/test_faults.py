@@ -10,6 +10,7 @@ import pytest
 
 from demo.stack import config, settings
 from tests.e2e import helpers
+from tests.e2e.conftest import DAEMON_DOWN_SERVER
 
 PRODUCERS = ("producer_server0", "producer_server1")
 AFTER_PREFLIGHT = (*PRODUCERS, "streaming_to_silver", "batch_to_bronze", "etl_to_gold")
@@ -18,9 +19,9 @@ DEMO_POLICY = settings.task_policy()
 PREFLIGHT_TRIES = 1 + DEMO_POLICY["preflight"]["retries"]
 
 
-def _one_alert(since: float, task_id: str) -> str:
-    alerts = [t for t in helpers.slack_texts(since) if f"*{task_id}* failed" in t]
-    assert len(alerts) == 1, helpers.slack_texts(since)
+def _one_alert(since: float, task_id: str, until: float | None = None) -> str:
+    alerts = [t for t in helpers.slack_texts(since, until) if f"*{task_id}* failed" in t]
+    assert len(alerts) == 1, helpers.slack_texts(since, until)
     return alerts[0]
 
 
@@ -29,8 +30,8 @@ def _assert_summary(run, day: str, groups: dict[str, set[str]], states: dict[str
     even though notify_completion itself succeeded."""
     assert run.state == "failed"
     assert run.tasks["notify_completion"]["state"] == "success"
-    found = helpers.summaries(run.started, day)
-    assert len(found) == 1, helpers.slack_texts(run.started)
+    found = helpers.summaries(run.started, day, run.ended)
+    assert len(found) == 1, helpers.slack_texts(run.started, run.ended)
     assert helpers.summary_groups(found[0], day) == groups, found[0]
     assert helpers.summary_states(found[0]) == states, found[0]
 
@@ -45,10 +46,10 @@ def _assert_stopped_at_preflight(stack, run, day, *, tries: int) -> str:
     assert [t["state"] for t in preflight_tries] == ["failed"] * tries, preflight_tries
     for server in config.DOCKER_SERVERS:
         if stack.docker(server).pid():
-            assert not stack.container_events(server, run.started), f"a container ran on {server}"
+            assert not stack.container_events(server, run.started, run.ended), f"a container ran on {server}"
     assert not helpers.api.lake_partition("silver", day).exists()
     helpers.assert_nothing_downstream(day)
-    alert = _one_alert(run.started, "preflight")
+    alert = _one_alert(run.started, "preflight", run.ended)
     assert f"date: {day}" in alert and f"try: {preflight_tries[-1]['try_number']}" in alert, alert
     _assert_summary(
         run,
@@ -60,22 +61,18 @@ def _assert_stopped_at_preflight(stack, run, day, *, tries: int) -> str:
     return alert
 
 
-def test_docker_daemon_stopped_fails_preflight_naming_server_and_address(stack):
-    day = "2020-08-01"
-    stack.reset_day(day)
-    stack.generate(day)
-    daemon = stack.docker("server1")
-    daemon.down()
-    try:
-        run = stack.run(day)
-    finally:
-        daemon.up()
+def test_docker_daemon_stopped_fails_preflight_naming_server_and_address(stack, daemon_down_day):
+    run, day = daemon_down_day, daemon_down_day.day
     # A daemon that is down may be back by the next try: preflight keeps its retries.
     alert = _assert_stopped_at_preflight(stack, run, day, tries=PREFLIGHT_TRIES)
     assert helpers.NOT_RETRIED not in alert
     log = run.log("preflight")
-    assert f"server1: Docker daemon at tcp://127.0.0.1:{config.PORTS['server1']} did not answer" in log
-    assert "server0: Docker daemon" not in log
+    assert (
+        f"{DAEMON_DOWN_SERVER}: Docker daemon at tcp://127.0.0.1:{config.PORTS[DAEMON_DOWN_SERVER]} did not answer"
+        in log
+    )
+    up = next(s for s in config.DOCKER_SERVERS if s != DAEMON_DOWN_SERVER)
+    assert f"{up}: Docker daemon" not in log
 
 
 def test_spark_master_down_fails_preflight(stack):

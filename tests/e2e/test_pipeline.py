@@ -8,21 +8,19 @@ import pytest
 
 from demo.stack import config, settings
 from tests.e2e import helpers
+from tests.e2e.conftest import GOOD_DAY
 from tripclick_ops import outcomes
 
 # Airflow's default [api_auth] jwt_leeway: a token is still accepted this long after it expired.
 AIRFLOW_JWT_LEEWAY_S = 10
 
-DAY = "2020-09-02"
+DAY = GOOD_DAY
 EARLIER_DAY = "2020-09-01"
 
 
 @pytest.fixture(scope="module")
-def first_run(stack):
-    stack.reset_day(DAY)
-    generated = stack.generate(DAY)
-    run = stack.run(DAY)
-    return run, generated
+def first_run(good_day):
+    return good_day
 
 
 def test_happy_path_runs_every_stage_and_publishes_consistent_marts(stack, first_run):
