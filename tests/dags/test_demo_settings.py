@@ -29,8 +29,8 @@ DEMO_ONLY = {
     "tripclick_producer_tag": "the image the stack builds, named outright (production: the DAG's default)",
     "tripclick_producer_extra_env": "the fast replay (production replays at 1x)",
     "tripclick_spark_apps_dir": "this checkout's workloads/spark (production: the DAG's default, git-sync's checkout)",
-    "tripclick_spark_jobs": "a 20 s stream and small executors on one small worker",
-    "tripclick_spark_conf": "no Spark UI, two shuffle partitions",
+    "tripclick_spark_jobs": "a 12 s stream and small executors on one small worker",
+    "tripclick_spark_conf": "no Spark UI, two shuffle partitions, JVM flags for seconds-long applications on two cores",
     "tripclick_spark_packages": "no Maven repository is reachable, and landing and a local lake need no connector",
     "tripclick_spark_master_ui_port": "the stack's port (production: the DAG's default 8080)",
     "tripclick_spark_driver_host": "loopback (production: the node's IP, from the Spark pod override)",
@@ -132,13 +132,17 @@ def expected_env(state: Path) -> dict[str, str]:
         "AIRFLOW_VAR_TRIPCLICK_PRODUCER_EXTRA_ENV": '{"TRIPCLICK_REPLAY_SPEED": "8000"}',
         "AIRFLOW_VAR_TRIPCLICK_SPARK_APPS_DIR": f"{REPO}/workloads/spark",
         "AIRFLOW_VAR_TRIPCLICK_SPARK_JOBS": (
-            '{"streaming_to_silver": {"extra_args": ["--max-runtime-seconds", "20", "--watermark-delay", "1 day"], '
+            '{"streaming_to_silver": {"extra_args": ["--max-runtime-seconds", "12", "--watermark-delay", "1 day"], '
             '"executor_memory": "512m", "driver_memory": "512m", "total_executor_cores": 1}, '
             '"batch_to_bronze": {"executor_memory": "512m", "driver_memory": "512m", "total_executor_cores": 2}, '
             '"etl_to_gold": {"extra_args": ["--pg-dsn", "host=127.0.0.1 port=57329 dbname=tripclick_gold '
             'user=tripclick"], "executor_memory": "512m", "driver_memory": "512m", "total_executor_cores": 2}}'
         ),
-        "AIRFLOW_VAR_TRIPCLICK_SPARK_CONF": '{"spark.ui.enabled": "false", "spark.sql.shuffle.partitions": "2"}',
+        "AIRFLOW_VAR_TRIPCLICK_SPARK_CONF": (
+            '{"spark.ui.enabled": "false", "spark.sql.shuffle.partitions": "2", '
+            '"spark.driver.extraJavaOptions": "-XX:TieredStopAtLevel=1 -XX:+UseSerialGC", '
+            '"spark.executor.extraJavaOptions": "-XX:TieredStopAtLevel=1 -XX:+UseSerialGC"}'
+        ),
         "AIRFLOW_VAR_TRIPCLICK_SPARK_PACKAGES": "{}",
         "AIRFLOW_VAR_TRIPCLICK_SPARK_MASTER_UI_PORT": "31180",
         "AIRFLOW_VAR_TRIPCLICK_SPARK_DRIVER_HOST": "127.0.0.1",

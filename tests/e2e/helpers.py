@@ -24,6 +24,7 @@ REPO = config.REPO
 DAG_ID = config.DAG_ID
 EVENTS = 2000
 RUN_TIMEOUT = 900  # bounded wait for one run; the run itself takes a few minutes here
+WATCH_POLL_S = 1  # how often a test asks whether its run ended: each run's end is noticed this much late at most
 STAGES = outcomes.STAGES
 # The last line of a failure alert for a configuration problem (a missing Connection, a malformed Variable).
 NOT_RETRIED = "not retried: configuration problem; fix it, then clear the task"
@@ -89,7 +90,7 @@ class Stack:
 
     def finished(self, day: str, run_id: str, started: float, statsd_offset: int = 0) -> Run:
         """Wait for a run triggered or cleared at `started` to end."""
-        result = self.airflow.watch(run_id, timeout=RUN_TIMEOUT)
+        result = self.airflow.watch(run_id, timeout=RUN_TIMEOUT, poll=WATCH_POLL_S)
         tasks = {ti["task_id"]: ti for ti in self.airflow.tasks(run_id)}
         return Run(day, run_id, result["state"], started, tasks, statsd_offset, ended=time.time())
 

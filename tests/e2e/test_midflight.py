@@ -181,6 +181,21 @@ def _running_spark_tasks(master, app_name: str) -> tuple[str | None, int]:
     return app_id, running
 
 
+# What the driver logs when the executors of a dead worker are gone (TaskSchedulerImpl, TaskSetManager).
+LOST_EXECUTOR_MARKERS = ("Lost executor", "ExecutorLostFailure")
+LOST_EXECUTOR_WAIT_S = 90
+
+
+def _wait_until_executors_lost(stack, day: str, pending, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and not pending.done():
+        run = stack.airflow.run_for_date(date.fromisoformat(day))
+        text = "\n".join(stack.airflow.log_lines(run["dag_run_id"], "batch_to_bronze")) if run else ""
+        if any(marker in text for marker in LOST_EXECUTOR_MARKERS):
+            return
+        time.sleep(1)
+
+
 def test_spark_worker_lost_during_batch_to_bronze_the_job_completes_and_bronze_is_exact(stack):
     day = "2020-08-15"
     stack.reset_day(day)
@@ -201,7 +216,9 @@ def test_spark_worker_lost_during_batch_to_bronze_the_job_completes_and_bronze_i
             os.kill(pid, signal.SIGKILL)
             killed_at = time.time()
             stack.wait_no_alive_spark_worker()
-            time.sleep(20)  # the worker stays away for a while, as a crashed host would
+            # The worker stays away, as a crashed host would, until the driver has seen its executors lost (or
+            # the try ended over it and a retry will absorb the loss); bounded, so the worker always comes back.
+            _wait_until_executors_lost(stack, day, pending, timeout=LOST_EXECUTOR_WAIT_S)
         finally:
             worker.up()
         run = pending.result()
@@ -211,7 +228,7 @@ def test_spark_worker_lost_during_batch_to_bronze_the_job_completes_and_bronze_i
     assert tries and tries[-1]["state"] == "success", tries
     # Whichever absorbed the loss (Spark re-running the lost tasks, or an Airflow retry), a try names it.
     logs = [mh.log_text(mh.task_log_via_api(stack, run.run_id, "batch_to_bronze", t["try_number"])) for t in tries]
-    assert any("Lost executor" in text or "ExecutorLostFailure" in text for text in logs), (
+    assert any(marker in text for text in logs for marker in LOST_EXECUTOR_MARKERS), (
         f"application {app_id} had running tasks when its worker was killed, yet no try's log names a lost "
         f"executor: {[text[-2000:] for text in logs]}"
     )
