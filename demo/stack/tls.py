@@ -62,6 +62,13 @@ def _ca(cn: str) -> tuple[ec.EllipticCurvePrivateKey, x509.Certificate]:
     return key, cert
 
 
+def _write_leaf(folder: Path, key: ec.EllipticCurvePrivateKey, cert: x509.Certificate, ca: x509.Certificate) -> None:
+    """key.pem, cert.pem and the CA to trust (ca.pem): the layout Docker's --tlsverify and docker-py read."""
+    _write_key(folder / "key.pem", key)
+    _write_cert(folder / "cert.pem", cert)
+    _write_cert(folder / "ca.pem", ca)
+
+
 def _leaf(
     cn: str, ca_key: ec.EllipticCurvePrivateKey, ca_cert: x509.Certificate, *, server: bool
 ) -> tuple[ec.EllipticCurvePrivateKey, x509.Certificate]:
@@ -120,23 +127,14 @@ def build(root: Path) -> None:
     for server in config.DOCKER_SERVERS:
         d = root / server
         d.mkdir()
-        key, cert = _leaf(f"{server} docker daemon", ca_key, ca_cert, server=True)
-        _write_key(d / "key.pem", key)
-        _write_cert(d / "cert.pem", cert)
-        _write_cert(d / "ca.pem", ca_cert)
+        _write_leaf(d, *_leaf(f"{server} docker daemon", ca_key, ca_cert, server=True), ca_cert)
     # The folder the DAG reads (tripclick_docker_tls_dir): ca.pem, cert.pem, key.pem
     client = root / config.client_tls_dir().name
     client.mkdir()
-    key, cert = _leaf("tripclick airflow", ca_key, ca_cert, server=False)
-    _write_key(client / "key.pem", key)
-    _write_cert(client / "cert.pem", cert)
-    _write_cert(client / "ca.pem", ca_cert)
+    _write_leaf(client, *_leaf("tripclick airflow", ca_key, ca_cert, server=False), ca_cert)
     # Same server trust, but a client certificate signed by a CA the daemons do not know.
     rogue_key, rogue_cert = _ca("some other CA")
     untrusted = root / config.untrusted_tls_dir().name
     untrusted.mkdir()
-    key, cert = _leaf("tripclick airflow", rogue_key, rogue_cert, server=False)
-    _write_key(untrusted / "key.pem", key)
-    _write_cert(untrusted / "cert.pem", cert)
-    _write_cert(untrusted / "ca.pem", ca_cert)
+    _write_leaf(untrusted, *_leaf("tripclick airflow", rogue_key, rogue_cert, server=False), ca_cert)
     (root / ".complete").write_text("ok\n")

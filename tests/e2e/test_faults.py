@@ -36,6 +36,25 @@ def _assert_summary(run, day: str, groups: dict[str, set[str]], states: dict[str
     assert helpers.summary_states(found[0]) == states, found[0]
 
 
+def _assert_producers_failed_summary(run, day: str, failed: set[str]) -> None:
+    """The producers in `failed` failed, so bronze and gold never ran; the stream ran, so what it published of
+    the failed day was discarded, and the summary says all of that."""
+    _assert_summary(
+        run,
+        day,
+        {"failed": failed, "not run": {"batch_to_bronze", "etl_to_gold"}},
+        {
+            "preflight": "success",
+            **{p: "failed" if p in failed else "success" for p in PRODUCERS},
+            "streaming_to_silver": "success",
+            "batch_to_bronze": "upstream_failed",
+            "etl_to_gold": "upstream_failed",
+            "discard_partial_day": "success",
+        },
+    )
+    assert not helpers.api.lake_partition("silver", day).exists(), "the failed day's partial silver is left"
+
+
 def _assert_stopped_at_preflight(stack, run, day, *, tries: int) -> str:
     """Preflight failed after `tries` tries; nothing after it ran. Returns the preflight alert."""
     assert run.state == "failed"
@@ -135,22 +154,7 @@ def test_producer_exiting_non_zero_is_retried_then_fails_the_run(stack, failed_p
     helpers.assert_nothing_downstream(day)
     alert = _one_alert(run.started, "producer_server1")
     assert f"try: {tries[-1]['try_number']}" in alert and helpers.NOT_RETRIED not in alert, alert
-    _assert_summary(
-        run,
-        day,
-        {"failed": {"producer_server1"}, "not run": {"batch_to_bronze", "etl_to_gold"}},
-        {
-            "preflight": "success",
-            "producer_server0": "success",
-            "producer_server1": "failed",
-            "streaming_to_silver": "success",
-            "batch_to_bronze": "upstream_failed",
-            "etl_to_gold": "upstream_failed",
-            # The stream ran, so what it published of the failed day was discarded.
-            "discard_partial_day": "success",
-        },
-    )
-    assert not helpers.api.lake_partition("silver", day).exists(), "the failed day's partial silver is left"
+    _assert_producers_failed_summary(run, day, {"producer_server1"})
 
 
 def test_failed_producer_containers_are_kept_on_their_server_for_inspection(stack, failed_producer_run):
@@ -210,22 +214,7 @@ def test_malformed_variable_fails_each_producer_once_without_retries(stack):
     for server in config.DOCKER_SERVERS:
         assert not stack.container_events(server, run.started), f"a container ran on {server}"
     helpers.assert_nothing_downstream(day)
-    _assert_summary(
-        run,
-        day,
-        {"failed": set(PRODUCERS), "not run": {"batch_to_bronze", "etl_to_gold"}},
-        {
-            "preflight": "success",
-            "producer_server0": "failed",
-            "producer_server1": "failed",
-            "streaming_to_silver": "success",
-            "batch_to_bronze": "upstream_failed",
-            "etl_to_gold": "upstream_failed",
-            # The stream ran, so what it published of the failed day was discarded.
-            "discard_partial_day": "success",
-        },
-    )
-    assert not helpers.api.lake_partition("silver", day).exists(), "the failed day's partial silver is left"
+    _assert_producers_failed_summary(run, day, set(PRODUCERS))
 
 
 def test_producer_image_missing_on_one_daemon_fails_preflight_naming_it(stack):
