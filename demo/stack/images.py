@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import json
 import shutil
 import subprocess
 import tarfile
@@ -18,13 +19,17 @@ from .proc import StackError
 
 BASE_IMAGE = "tripclick-demo-base:bookworm"
 SUITE = "bookworm"
-# python3-kafka lets the producer's Kafka transport run unchanged where a broker exists.
-BASE_PACKAGES = "python3,python3-kafka"
+# One Debian root for every image built here without a registry: the producer's base below and the Airflow
+# image's stand-in base (tests/image/standin.py). Each unpacks a copy and trims or completes it, so the minute
+# debootstrap takes is spent once per machine. python3-kafka lets the producer's Kafka transport run unchanged
+# where a broker exists; python3-venv and ca-certificates are what the stand-in needs of the official image.
+ROOTFS_PACKAGES = ("python3", "python3-kafka", "python3-venv", "ca-certificates")
+ROOTFS_DIR = config.REPO / ".state" / "debootstrap"
 PRODUCER_DIR = config.REPO / "workloads" / "producer"
 
 
 def producer_hash() -> str:
-    h = hashlib.sha256(BASE_PACKAGES.encode())
+    h = hashlib.sha256(",".join(ROOTFS_PACKAGES).encode())
     for p in sorted(PRODUCER_DIR.rglob("*")):
         if p.is_file() and "__pycache__" not in p.parts:
             h.update(str(p.relative_to(PRODUCER_DIR)).encode())
@@ -32,23 +37,28 @@ def producer_hash() -> str:
     return h.hexdigest()[:16]
 
 
-def base_tarball() -> Path:
-    """debootstrap once (about a minute), cached as a tarball under .state/demo/images."""
-    out = config.state("images", f"base-{SUITE}-minbase.tar")
+def rootfs_key() -> str:
+    return hashlib.sha256(json.dumps([SUITE, ROOTFS_PACKAGES]).encode()).hexdigest()[:12]
+
+
+def rootfs_tarball() -> Path:
+    """`debootstrap --variant=minbase` of SUITE with ROOTFS_PACKAGES, once (about a minute), kept as a tarball."""
+    out = ROOTFS_DIR / f"{SUITE}-minbase-{rootfs_key()}.tar"
     if out.exists():
         return out
     if not shutil.which("debootstrap"):
         raise StackError("debootstrap not found: run scripts/system_deps.sh")
-    root = config.state("images", "rootfs")
+    root = ROOTFS_DIR / "root"
     if root.exists():
         shutil.rmtree(root)
-    root.parent.mkdir(parents=True, exist_ok=True)
-    log = config.state("logs", "debootstrap.log")
-    print(f"  base image: debootstrap --variant=minbase --include={BASE_PACKAGES} {SUITE} (about a minute)", flush=True)
+    ROOTFS_DIR.mkdir(parents=True, exist_ok=True)
+    log = ROOTFS_DIR / "debootstrap.log"
+    packages = ",".join(ROOTFS_PACKAGES)
+    print(f"  Debian root: debootstrap --variant=minbase --include={packages} {SUITE} (about a minute)", flush=True)
     t0 = time.monotonic()
     with open(log, "wb") as f:
         r = subprocess.run(
-            ["debootstrap", "--variant=minbase", f"--include={BASE_PACKAGES}", SUITE, str(root)],
+            ["debootstrap", "--variant=minbase", f"--include={packages}", SUITE, str(root)],
             stdout=f,
             stderr=subprocess.STDOUT,
             check=False,
@@ -57,17 +67,45 @@ def base_tarball() -> Path:
     if r.returncode:
         tail = "\n".join(log.read_text(errors="replace").splitlines()[-20:])
         raise StackError(f"debootstrap failed (exit {r.returncode}); see {log}:\n{tail}")
-    # Trim what a producer never needs, then pack.
+    for stale in ROOTFS_DIR.glob(f"{SUITE}-minbase-*.tar"):
+        stale.unlink()
+    pack(root, out)
+    shutil.rmtree(root)
+    print(f"  Debian root: tarball ready ({time.monotonic() - t0:.0f}s)", flush=True)
+    return out
+
+
+def unpack(tarball: Path, root: Path) -> None:
+    """A fresh copy of a root file system tarball in `root`."""
+    if root.exists():
+        shutil.rmtree(root)
+    root.mkdir(parents=True)
+    subprocess.run(["tar", "-C", str(root), "--numeric-owner", "-xf", str(tarball)], check=True)
+
+
+def pack(root: Path, out: Path) -> None:
+    tmp = out.with_suffix(".partial")
+    subprocess.run(["tar", "-C", str(root), "--numeric-owner", "-cf", str(tmp), "."], check=True)
+    tmp.replace(out)
+
+
+def base_tarball() -> Path:
+    """The producer's base: the shared Debian root without what a producer never needs, under .state/demo/images."""
+    source = rootfs_tarball()
+    out = config.state("images", f"base-{source.stem}.tar")
+    if out.exists():
+        return out
+    root = config.state("images", "rootfs")
+    unpack(source, root)
     for junk in ("var/cache/apt/archives", "var/lib/apt/lists", "usr/share/doc", "usr/share/man", "usr/share/locale"):
         p = root / junk
         if p.exists():
             shutil.rmtree(p)
             p.mkdir()
-    tmp = out.with_suffix(".tmp")
-    subprocess.run(["tar", "-C", str(root), "--numeric-owner", "-cf", str(tmp), "."], check=True)
-    tmp.replace(out)
+    for stale in out.parent.glob("base-*.tar"):
+        stale.unlink()
+    pack(root, out)
     shutil.rmtree(root)
-    print(f"  base image: tarball ready ({time.monotonic() - t0:.0f}s)")
     return out
 
 

@@ -36,7 +36,7 @@ def daemon():
 @pytest.fixture(scope="session")
 def standin_base(daemon) -> str:
     tarball, seconds = standin.base_tarball()
-    FIGURES["debootstrap_seconds"] = round(seconds, 1) if seconds else "cached"
+    FIGURES["standin_base_seconds"] = round(seconds, 1) if seconds else "cached"
     key = standin.recipe_key()
     label = '{{index .Config.Labels "tripclick.standin.recipe"}}'
     present = daemon.docker("image", "inspect", "--format", label, standin.BASE_TAG, check=False)

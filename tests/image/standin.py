@@ -27,12 +27,14 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from demo.stack import images
+
 REPO = Path(__file__).resolve().parents[2]
 STATE = REPO / ".state" / "image"
 
-SUITE = "bookworm"
-MIRROR = "http://deb.debian.org/debian"
-PACKAGES = ("python3", "python3-venv", "ca-certificates")
+# The Debian root the local stack's producer image is made from (demo/stack/images.py): debootstrapped once per
+# machine; python3-venv and ca-certificates among its packages are what the stand-in needs.
+SUITE = images.SUITE
 BASE_TAG = f"tripclick-standin-base:{SUITE}"
 AIRFLOW_UID = 50000
 # What the official image sets in its final stage (apache/airflow Dockerfile, `main` stage).
@@ -59,7 +61,7 @@ CHROOT_STEPS = (
 
 
 def recipe_key() -> str:
-    recipe = json.dumps([SUITE, MIRROR, PACKAGES, BASE_CHANGES, CHROOT_STEPS])
+    recipe = json.dumps([images.rootfs_key(), BASE_CHANGES, CHROOT_STEPS])
     return hashlib.sha256(recipe.encode()).hexdigest()[:16]
 
 
@@ -178,19 +180,13 @@ class Daemon:
 
 
 def base_tarball(state: Path = STATE) -> tuple[Path, float]:
-    """The stand-in root filesystem as a tarball, from cache if the recipe has not changed."""
+    """The stand-in root file system as a tarball, from cache if the recipe has not changed; the seconds it took."""
+    started = time.monotonic()
     tarball = state / f"standin-{SUITE}-{recipe_key()}.tar"
     if tarball.exists():
         return tarball, 0.0
-    started = time.monotonic()
     root = state / "standin-root"
-    if root.exists():
-        shutil.rmtree(root)
-    subprocess.run(
-        ["debootstrap", "--variant=minbase", f"--include={','.join(PACKAGES)}", SUITE, str(root), MIRROR],
-        check=True,
-        capture_output=True,
-    )
+    images.unpack(images.rootfs_tarball(), root)
     for step in CHROOT_STEPS:
         subprocess.run(["chroot", str(root), *step], check=True, capture_output=True)
     # The Dockerfile runs apt-get update itself, as it must on the official base.
@@ -200,9 +196,7 @@ def base_tarball(state: Path = STATE) -> tuple[Path, float]:
                 item.unlink()
     for stale in state.glob(f"standin-{SUITE}-*.tar"):
         stale.unlink()
-    partial = tarball.with_suffix(".partial")
-    subprocess.run(["tar", "-C", str(root), "--numeric-owner", "-cf", str(partial), "."], check=True)
-    partial.rename(tarball)
+    images.pack(root, tarball)
     shutil.rmtree(root)
     return tarball, time.monotonic() - started
 
