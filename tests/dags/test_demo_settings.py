@@ -168,7 +168,7 @@ def expected_env(state: Path) -> dict[str, str]:
             '{"conn_type": "smtp", "host": "127.0.0.1", "port": 31025, "extra": {"from_email": '
             '"airflow@tripclick.test", "disable_ssl": true, "disable_tls": true, "timeout": 10, "retry_limit": 1}}'
         ),
-        "AIRFLOW__EXECUTION_API__JWT_EXPIRATION_TIME": "15",
+        "AIRFLOW__EXECUTION_API__JWT_EXPIRATION_TIME": "6",
     }
 
 

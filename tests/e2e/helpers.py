@@ -37,11 +37,17 @@ class Run:
     state: str
     started: float
     tasks: dict[str, dict] = field(default_factory=dict)
-    # Where the StatsD capture stood when the run was triggered: the metrics of this run (and of any later one)
-    # follow that offset.
+    # When the run was seen to end, and where the StatsD capture stood when it was triggered and when it was
+    # seen to end: a run another test made earlier is read within these bounds.
     statsd_offset: int = 0
-    # When the run was seen to end: a run another test made earlier is read within [started, ended].
     ended: float | None = None
+    statsd_end: int | None = None
+
+    def statsd_lines(self) -> str:
+        """What the StatsD capture received while this run went on."""
+        with config.statsd_store().open() as f:
+            f.seek(self.statsd_offset)
+            return f.read(None if self.statsd_end is None else self.statsd_end - self.statsd_offset)
 
     def log(self, task_id: str) -> str:
         """The task's last try's log as the UI shows it (through the REST API)."""
@@ -82,8 +88,7 @@ class Stack:
     # ----------------------------------------------------------------------------------------- runs
     def run(self, day: str) -> Run:
         self.airflow.wait_dag()
-        store = config.statsd_store()
-        statsd_offset = store.stat().st_size if store.exists() else 0
+        statsd_offset = statsd_size()
         started = time.time()
         run_id = self.airflow.trigger(date.fromisoformat(day))
         return self.finished(day, run_id, started, statsd_offset)
@@ -92,7 +97,8 @@ class Stack:
         """Wait for a run triggered or cleared at `started` to end."""
         result = self.airflow.watch(run_id, timeout=RUN_TIMEOUT, poll=WATCH_POLL_S)
         tasks = {ti["task_id"]: ti for ti in self.airflow.tasks(run_id)}
-        return Run(day, run_id, result["state"], started, tasks, statsd_offset, ended=time.time())
+        ended, statsd_end = time.time(), statsd_size()
+        return Run(day, run_id, result["state"], started, tasks, statsd_offset, ended, statsd_end)
 
     def tries(self, run: Run, task_id: str) -> list[dict]:
         """The task's tries in this run (a rerun of a date clears it, so earlier tries stay in its history)."""
@@ -294,6 +300,11 @@ def emails(since: float, until: float | None = None) -> list[dict]:
         return []
     found = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
     return [m for m in found if m["received_at"] >= since and (until is None or m["received_at"] <= until)]
+
+
+def statsd_size() -> int:
+    store = config.statsd_store()
+    return store.stat().st_size if store.exists() else 0
 
 
 def statsd_lines() -> list[str]:
