@@ -134,9 +134,9 @@ def wait_for(what: str, check: Callable[[], object], run: Future, timeout: float
         time.sleep(POLL_S)
 
 
-def alerts_for(since: float, task_id: str) -> list[str]:
-    return [t for t in helpers.slack_texts(since) if f"*{task_id}* failed" in t]
+def alerts_for(since: float, task_id: str, until: float | None = None) -> list[str]:
+    return [t for t in helpers.slack_texts(since, until) if f"*{task_id}* failed" in t]
 
 
-def retry_warnings(since: float, task_id: str) -> list[str]:
-    return [t for t in helpers.slack_texts(since) if f"*{task_id}* will be retried" in t]
+def retry_warnings(since: float, task_id: str, until: float | None = None) -> list[str]:
+    return [t for t in helpers.slack_texts(since, until) if f"*{task_id}* will be retried" in t]
