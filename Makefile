@@ -218,8 +218,9 @@ resume: $(STAMP) ## Resume tripclick_daily_pipeline: the scheduler starts due ru
 
 ##@ Test
 .PHONY: test-e2e
+# Each test's setup, run and teardown times are printed at the end: runs are what the layer's time is made of.
 test-e2e: system-deps $(STAMP) ## End-to-end layer: the pipeline on the real local stack, faults included; stops the stack after
-	$(PY) -m pytest tests/e2e
+	$(PY) -m pytest tests/e2e --durations=0 --durations-min=1
 
 .PHONY: bench-e2e
 bench-e2e: system-deps $(STAMP) ## Orchestration overhead and control-plane memory over real demo runs (medians)
