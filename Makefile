@@ -148,7 +148,7 @@ lint-image: $(STAMP) ## Lint image/Dockerfile with hadolint (rules and ignores i
 	$(VENV)/bin/hadolint --config image/.hadolint.yaml image/Dockerfile
 
 .PHONY: test-image
-test-image: $(STAMP) ## Image layer: version agreement, hadolint, build on a Debian stand-in base and run it (root; 5-10 min cold)
+test-image: $(STAMP) ## Image layer: version agreement, hadolint, build on a Debian stand-in base and run it (root; about 3 min cold)
 	$(PY) -m pytest tests/image
 
 .PHONY: test-kind
