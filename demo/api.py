@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import urllib.parse
 import urllib.request
 from pathlib import Path
 
@@ -33,9 +34,15 @@ def stack_ready() -> Client:
     return client
 
 
-def slack_messages(since: float = 0.0) -> list[dict]:
+def slack_messages(since: float = 0.0, path: str = config.SLACK_PATH) -> list[dict]:
+    """What the Slack stand-in received since `since` on one webhook: Airflow's by default, Alertmanager's
+    with path=config.SLACK_ALERTS_PATH."""
     with urllib.request.urlopen(f"http://{config.HOST}:{config.PORTS['slack']}/messages", timeout=5) as resp:  # noqa: S310
-        return [m for m in json.loads(resp.read()) if m["received_at"] >= since]
+        return [
+            m
+            for m in json.loads(resp.read())
+            if m["received_at"] >= since and urllib.parse.urlsplit(m["path"]).path == path
+        ]
 
 
 def gold_connect():

@@ -48,7 +48,9 @@ need tar                "tar"                                        has tar
 need shellcheck         "shellcheck (lints the kind-test scripts)"   has shellcheck
 need openssh-client     "ssh-keygen (kind-test's generated deploy key)" has ssh-keygen
 need faketime          "faketime (the DAG layer runs again with the clock years ahead)" has faketime
-need prometheus        "promtool (checks and unit-tests the Prometheus alerting rules)" has promtool
+need prometheus        "Prometheus and promtool (the stack's alerting; unit tests of the rules)" has promtool
+need prometheus-alertmanager "Alertmanager and amtool (the stack routes alerts to the Slack stand-in)" has amtool
+need golang-go         "Go 1.21 or newer (builds the statsd exporter from its Go module)" has go
 need chromium          "Chromium (the e2e layer's browser test drives the UI with Playwright)" has chromium
 
 if [ ${#missing_pkgs[@]} -eq 0 ]; then

@@ -1,10 +1,11 @@
 """HTTP server speaking Slack's incoming-webhook protocol, storing what it receives.
 
 Slack's answers are mirrored so the Slack provider's hook sees what it would see in production:
-  POST <webhook path> with a JSON object holding "text" and/or "blocks"  -> 200 "ok"
+  POST <a webhook path> with a JSON object holding "text", "blocks"
+       and/or "attachments" (Alertmanager sends attachments alone)        -> 200 "ok"
   POST another path                                                       -> 404 "no_service"
   POST a body that is not a JSON object                                   -> 400 "invalid_payload"
-  POST JSON with neither "text" nor "blocks"                              -> 400 "no_text"
+  POST JSON with none of "text", "blocks", "attachments"                  -> 400 "no_text"
 For tests and the demo summary: GET /messages (JSON list), GET /health.
 Messages are appended as JSON lines to --store so they survive a restart of the receiver.
 """
@@ -39,7 +40,7 @@ class Store:
         return [json.loads(line) for line in lines if line.strip()]
 
 
-def make_handler(store: Store, webhook_path: str):
+def make_handler(store: Store, webhook_paths: tuple[str, ...]):
     class Handler(BaseHTTPRequestHandler):
         server_version = "slack-webhook-standin/1"
 
@@ -68,7 +69,7 @@ def make_handler(store: Store, webhook_path: str):
                 self._send(413, "request_too_large")
                 return
             raw = self.rfile.read(length)
-            if urllib.parse.urlsplit(self.path).path != webhook_path:
+            if urllib.parse.urlsplit(self.path).path not in webhook_paths:
                 self._send(404, "no_service")
                 return
             ctype = (self.headers.get("Content-Type") or "").split(";")[0].strip()
@@ -84,7 +85,7 @@ def make_handler(store: Store, webhook_path: str):
             if not isinstance(payload, dict):
                 self._send(400, "invalid_payload")
                 return
-            if not payload.get("text") and not payload.get("blocks"):
+            if not any(payload.get(key) for key in ("text", "blocks", "attachments")):
                 self._send(400, "no_text")
                 return
             store.add({"received_at": time.time(), "path": self.path, "payload": payload})
@@ -97,11 +98,14 @@ def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--host", default="127.0.0.1")
     ap.add_argument("--port", type=int, required=True)
-    ap.add_argument("--path", default="/services/T000/B000/XXXX", help="the one webhook path that exists")
+    ap.add_argument(
+        "--path", action="append", help="a webhook path that exists (repeat for more; default /services/T000/B000/XXXX)"
+    )
     ap.add_argument("--store", type=Path, required=True, help="JSON lines file of received messages")
     args = ap.parse_args(argv)
-    server = ThreadingHTTPServer((args.host, args.port), make_handler(Store(args.store), args.path))
-    print(f"slack webhook stand-in on http://{args.host}:{args.port}{args.path}", flush=True)
+    paths = tuple(args.path or ["/services/T000/B000/XXXX"])
+    server = ThreadingHTTPServer((args.host, args.port), make_handler(Store(args.store), paths))
+    print(f"slack webhook stand-in on http://{args.host}:{args.port}{', '.join(paths)}", flush=True)
     server.serve_forever()
 
 

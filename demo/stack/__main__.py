@@ -8,7 +8,7 @@ import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-from . import airflow, config, images, proc, tls
+from . import airflow, config, images, monitoring, proc, tls
 from .proc import StackError
 from .services import DockerDaemon, Postgres, SlackReceiver, SmtpReceiver, SparkMaster, SparkWorker, StatsdCapture
 
@@ -25,6 +25,7 @@ def all_services() -> list:
         SparkWorker(),
         SlackReceiver(),
         SmtpReceiver(),
+        *monitoring.services(),
         StatsdCapture(),
         *airflow.components(),
     ]
@@ -56,8 +57,11 @@ def up(with_images: bool = True) -> None:
     # Folders the DAG's Variables point at: bind-mount sources must exist before a container is created.
     for folder in (config.landing_dir(), config.lake_root(), *map(config.server_data_dir, config.DOCKER_SERVERS)):
         folder.mkdir(parents=True, exist_ok=True)
-    _parallel([Postgres(), *dockers(), SparkMaster(), SlackReceiver(), SmtpReceiver(), StatsdCapture()])
-    _parallel([SparkWorker()])
+    # The exporter first, built from its Go module on a fresh machine (about a minute and a half), so
+    # the capture forwards Airflow's first metrics to it; Prometheus and Alertmanager beside the others.
+    exporter, *alerting = monitoring.services()
+    _parallel([Postgres(), *dockers(), SparkMaster(), SlackReceiver(), SmtpReceiver(), exporter, *alerting])
+    _parallel([SparkWorker(), StatsdCapture()])
     if with_images:
         images.ensure(dockers())
     e = airflow.env()
@@ -74,6 +78,8 @@ def print_access() -> None:
     print(f"  Airflow UI      {config.airflow_url()}  user {config.ADMIN_USER}  password {s['admin_password']}")
     print(f"  Spark master UI http://{config.HOST}:{config.PORTS['spark_master_ui']}")
     print(f"  Slack messages  http://{config.HOST}:{config.PORTS['slack']}/messages")
+    print(f"  Prometheus UI   {config.prometheus_url()}/alerts  (rules: chart/files/monitoring/)")
+    print(f"  Alertmanager UI {config.alertmanager_url()}")
     print(f"  Alert emails    {config.smtp_store()}")
     print(f"  StatsD lines    {config.statsd_store()}")
 

@@ -55,7 +55,9 @@ def env() -> dict[str, str]:
         AIRFLOW__LOGGING__BASE_LOG_FOLDER=str(home / "logs"),
         AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT=str(config.PORTS["worker_log_server"]),
         AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT=str(config.PORTS["triggerer_log_server"]),
-        AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL="60",
+        # How often the dag-processor lists the DAG folder: a new or deleted file (a bad commit, its fix) is seen
+        # within 20 s; the alerting tests wait for it. Unchanged files are parsed as production's values say.
+        AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL="20",
         AIRFLOW__SCHEDULER__ENABLE_HEALTH_CHECK="False",
         # Metrics to the stack's StatsD capture, so the e2e layer sees what a run really emits.
         AIRFLOW__METRICS__STATSD_ON="True",

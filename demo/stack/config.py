@@ -35,6 +35,10 @@ _BASE_PORTS = {
     "triggerer_log_server": 28794,
     "smtp": 28025,
     "statsd": 28045,
+    "statsd_exporter": 28125,
+    "statsd_exporter_web": 28102,
+    "prometheus": 29090,
+    "alertmanager": 29093,
 }
 
 
@@ -57,6 +61,8 @@ PG_DB_AIRFLOW = "airflow"
 PG_DB_GOLD = "tripclick_gold"
 ADMIN_USER = "admin"
 SLACK_PATH = "/services/T000/B000/XXXX"
+# Alertmanager's own webhook, as production gives the alerts a channel of their own beside Airflow's.
+SLACK_ALERTS_PATH = "/services/T000/B001/ALERTS"
 DAG_ID = "tripclick_daily_pipeline"
 
 
@@ -143,6 +149,18 @@ def gold_dsn() -> str:
 
 def slack_url() -> str:
     return f"http://{HOST}:{PORTS['slack']}{SLACK_PATH}"
+
+
+def slack_alerts_url() -> str:
+    return f"http://{HOST}:{PORTS['slack']}{SLACK_ALERTS_PATH}"
+
+
+def prometheus_url() -> str:
+    return f"http://{HOST}:{PORTS['prometheus']}"
+
+
+def alertmanager_url() -> str:
+    return f"http://{HOST}:{PORTS['alertmanager']}"
 
 
 def airflow_url() -> str:

@@ -513,6 +513,8 @@ class SlackReceiver(Service):
             str(self.port()),
             "--path",
             config.SLACK_PATH,
+            "--path",
+            config.SLACK_ALERTS_PATH,
             "--store",
             str(store),
         ]
@@ -585,6 +587,8 @@ class StatsdCapture(Service):
             str(config.statsd_store()),
             "--ready",
             str(self.ready_file),
+            "--forward",
+            f"{config.HOST}:{config.PORTS['statsd_exporter']}",
         ]
         return proc.start(self.name, cmd, env=clean_env(), cwd=config.REPO)
 

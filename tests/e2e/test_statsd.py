@@ -1,7 +1,8 @@
 """Airflow really sends what monitoring relies on: during a failed and a successful demo run, the stack's
 StatsD capture receives every metric that the alert rules and the dashboard read through the statsd
 exporter's mappings (chart/files/monitoring/*, airflow.statsd.overrideMappings), except the few a short
-demo run cannot emit, each named below with the reason."""
+demo run cannot emit, each named below with the reason. Each run's lines go through a real statsd_exporter
+of their own, so one run's series cannot stand in for another's."""
 
 from __future__ import annotations
 
@@ -12,8 +13,8 @@ import yaml
 from tests.chart import chartlib
 from tests.e2e import helpers
 from tests.monitoring.conftest import DASHBOARD, KUBELET_SERIES, PRODUCTION, RULES, mapping_document
+from tests.monitoring.exporter_process import ExporterProcess
 from tests.monitoring.promql import selectors
-from tests.monitoring.statsd_exporter import Exporter
 from tests.monitoring.test_dashboard import _queries
 
 # Series that monitoring reads but these runs cannot produce, and why (names as the mappings make them).
@@ -52,7 +53,7 @@ def test_the_exemptions_are_series_monitoring_reads():
     assert set(EXEMPT) <= set(needed_series())
 
 
-def test_runs_send_every_metric_the_alerts_and_dashboard_read(daemon_down_day, good_day):
+def test_runs_send_every_metric_the_alerts_and_dashboard_read(daemon_down_day, good_day, tmp_path):
     # A failed run (a Docker daemon down fails preflight) and a good one, shared with the tests that read them:
     # what the capture received while each of the two went on.
     good, _ = good_day
@@ -63,13 +64,18 @@ def test_runs_send_every_metric_the_alerts_and_dashboard_read(daemon_down_day, g
     # file, every 2 min here: a 65 s run may see none of those reports, so they are read from all the capture holds.
     parse_loop = [line for line in helpers.statsd_lines() if line.startswith(PARSE_LOOP_PREFIX)]
     lines += "".join(f"{line}\n" for line in parse_loop)
-    exporter = Exporter(mapping_document(chartlib.overlay_values(PRODUCTION)["airflow"]["statsd"]))
-    exporter.feed(lines)
-    produced = exporter.series_names()
+    with ExporterProcess(
+        mapping_document(chartlib.overlay_values(PRODUCTION)["airflow"]["statsd"]), tmp_path
+    ) as exporter:
+        exporter.feed(lines.splitlines())
+        series = exporter.series()
+        # StatsdExporterDown reads the exporter's own build_info, there whatever Airflow sends.
+        own = {name for name, _, _ in exporter.samples() if name.startswith("statsd_exporter_")}
+    produced = {name for name, _ in series} | own
     missing = {
         name: sorted(users) for name, users in needed_series().items() if name not in produced and name not in EXEMPT
     }
     assert missing == {}, f"never sent during the runs (captured {len(lines.splitlines())} lines)"
     # And the series the alerts read are about the pipeline's own DAG.
-    dags = {dict(labels).get("dag_id") for name, labels in exporter.series() if name == "airflow_task_finish_total"}
+    dags = {dict(labels).get("dag_id") for name, labels in series if name == "airflow_task_finish_total"}
     assert helpers.DAG_ID in dags

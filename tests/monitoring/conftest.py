@@ -1,5 +1,5 @@
 """Monitoring layer fixtures: the statsd mappings as the chart renders them, the lines Airflow sends,
-and the series the mappings make of them."""
+and the series the real statsd_exporter makes of them with those mappings."""
 
 from __future__ import annotations
 
@@ -12,9 +12,10 @@ from typing import Any
 
 import pytest
 
+from demo.stack.monitoring import mapping_document
 from tests.chart import chartlib
 from tests.monitoring import metric_calls
-from tests.monitoring.statsd_exporter import Exporter
+from tests.monitoring.exporter_process import ExporterProcess
 
 HERE = Path(__file__).resolve().parent
 MONITORING_FILES = chartlib.CHART / "files" / "monitoring"
@@ -41,17 +42,6 @@ def airflow_values(names: tuple[str, ...] = PRODUCTION) -> dict[str, Any]:
     """The official chart's defaults under the overlays' `airflow:` values, as Helm coalesces them."""
     defaults = chartlib.load_yaml(chartlib.SHARED_CHART / "values.yaml")
     return chartlib.deep_merge(defaults, chartlib.overlay_values(names)["airflow"])
-
-
-def mapping_document(statsd: dict[str, Any]) -> dict[str, Any]:
-    """mappings.yml as the official chart's statsd ConfigMap builds it (templates/configmaps/statsd-configmap.yaml)."""
-    if not statsd.get("overrideMappings"):
-        raise ValueError("airflow.statsd.overrideMappings is empty: the chart would use its own mappings")
-    document: dict[str, Any] = {"mappings": statsd["overrideMappings"]}
-    ttl = (statsd.get("cache") or {}).get("ttl")
-    if ttl:
-        document["defaults"] = {"ttl": ttl}
-    return document
 
 
 def metrics_config(values: dict[str, Any]) -> dict[str, str]:
@@ -93,12 +83,11 @@ def airflow_lines(production_airflow) -> dict[str, list[str]]:
 
 
 @pytest.fixture(scope="session")
-def exporter(mappings, airflow_lines) -> Exporter:
-    """Every line Airflow sent, through the production mappings."""
-    exporter = Exporter(mappings)
-    for lines in airflow_lines.values():
-        exporter.feed("\n".join(lines))
-    return exporter
+def exporter(mappings, airflow_lines, tmp_path_factory) -> ExporterProcess:
+    """The real statsd_exporter with the production mappings, fed every line Airflow sent."""
+    with ExporterProcess(mappings, tmp_path_factory.mktemp("exporter")) as process:
+        process.feed(line for lines in airflow_lines.values() for line in lines)
+        yield process
 
 
 @pytest.fixture(scope="session")
