@@ -50,8 +50,10 @@ test-dags-future: $(STAMP) ## DAG layer again under faketime, the clock $(FUTURE
 	faketime -f '$(FUTURE_CLOCK)' $(PY) -m pytest tests/dags
 
 .PHONY: test-monitoring
-test-monitoring: $(STAMP) ## Monitoring layer: statsd mappings against Airflow's own lines, promtool rule tests, dashboard queries
+test-monitoring: $(STAMP) ## Monitoring layer: statsd mappings in the real exporter against Airflow's own lines, promtool rule tests, amtool route tests, dashboard queries
 	@command -v promtool >/dev/null || { echo "promtool is missing: run 'make system-deps'" >&2; exit 1; }
+	@command -v amtool >/dev/null || { echo "amtool is missing: run 'make system-deps'" >&2; exit 1; }
+	@command -v go >/dev/null || { echo "go is missing (the statsd exporter is built from its Go module): run 'make system-deps'" >&2; exit 1; }
 	$(PY) -m pytest tests/monitoring
 
 # Every layer `make test` runs, fastest first; CHECK_LAYERS are linters (passed or failed, no test counts).
