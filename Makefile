@@ -34,8 +34,8 @@ venv: $(STAMP) ## Create the virtual environment from the pinned requirements
 ##@ Test
 .PHONY: lint
 lint: $(STAMP) ## Lint Python code with ruff (Airflow rules included)
-	$(VENV)/bin/ruff check dags tests scripts demo workloads tripclick_ops
-	$(VENV)/bin/ruff format --check dags tests scripts demo workloads tripclick_ops
+	$(VENV)/bin/ruff check dags tests scripts demo workloads tripclick_ops cluster
+	$(VENV)/bin/ruff format --check dags tests scripts demo workloads tripclick_ops cluster
 
 .PHONY: test-dags
 test-dags: $(STAMP) ## DAG layer: integrity, policy, structure, golden files, bad configuration
@@ -236,3 +236,35 @@ LOAD_SECONDS ?= 120
 bench-footprint: system-deps $(STAMP) ## Idle CPU and memory per Airflow component, then 20 REST clients: latency, errors, api-server peak memory
 	$(PY) -m demo.bench_footprint --idle-seconds $(IDLE_SECONDS) --load-seconds $(LOAD_SECONDS)
 
+
+# --- local Kubernetes (docs/cluster.md): one node built from the Go modules pinned in cluster/versions.env, run as
+# host processes under .state/cluster. Needs root. Not part of `make test`: a cold build takes about 15 minutes.
+CLUSTER_PACKAGES := gcc libc6-dev pkg-config libseccomp-dev docker.io containernetworking-plugins iptables ipset conntrack iproute2 tcpdump
+
+##@ Set up
+.PHONY: cluster-deps
+cluster-deps: ## Install the Debian packages the local cluster needs (root)
+	@missing=$$(for p in $(CLUSTER_PACKAGES); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q '^install ok installed' || echo $$p; done); \
+	  if [ -n "$$missing" ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; fi
+
+.PHONY: cluster-build
+cluster-build: $(STAMP) ## Build the local cluster's programs into .state/cluster/bin (only what changed; about 15 min cold)
+	$(PY) -m cluster build
+
+##@ Run
+.PHONY: cluster-up
+cluster-up: cluster-deps $(STAMP) ## Start the local one-node Kubernetes (builds first); done when the node is Ready and DNS answers
+	$(PY) -m cluster up
+
+.PHONY: cluster-status
+cluster-status: ## One line per local-cluster process: its PID or stopped
+	@if [ -x $(PY) ]; then $(PY) -m cluster status; else echo "no venv: nothing was started"; fi
+
+.PHONY: cluster-down
+cluster-down: ## Stop the local cluster and remove every process, mount, rule, route and interface it made
+	$(PY) -m cluster down
+
+##@ Test
+.PHONY: test-cluster
+test-cluster: cluster-deps $(STAMP) ## Cluster layer (root, not in `make test`): up, a Service by DNS name, no packet out, nothing left after down
+	$(PY) -m pytest tests/cluster --durations=0 --durations-min=1
