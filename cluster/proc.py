@@ -64,6 +64,10 @@ def start(name: str, cmd: list[str], *, env: dict[str, str] | None = None) -> in
             cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, env=full_env, start_new_session=True
         )
     pid_file(name).write_text(f"{proc.pid} {Path(cmd[0]).name}\n")
+    # Until the child has exec'd, its command line is still ours and `running` would not recognise it.
+    deadline = time.monotonic() + 5
+    while proc.poll() is None and not running(name) and time.monotonic() < deadline:
+        time.sleep(0.05)
     return proc.pid
 
 
