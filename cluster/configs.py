@@ -55,6 +55,10 @@ disabled_plugins = [
 {runtime}]
   # Pod network namespaces live under the state folder instead of /run/netns, so cluster-down finds them all.
   netns_mounts_under_state_dir = true
+  # This host withholds CAP_SYS_RESOURCE, so no process may lower an OOM score (runc init fails with
+  # "failed to update /proc/self/oom_score_adj: Permission denied" for the pause container's -998): pods get
+  # at least containerd's own score.
+  restrict_oom_score_adj = true
   [plugins."io.containerd.cri.v1.runtime".cni]
     bin_dirs = ["{CNI_BIN_DIR}"]
     conf_dir = "{cni_conf_dir()}"
@@ -107,6 +111,8 @@ def kubelet_config() -> dict:
         "kind": "KubeletConfiguration",
         # This host's cgroup v1 layout: 1.35+ refuse to start on it without this switch.
         "failCgroupV1": False,
+        # The kubelet's own OOM score stays as started: this host cannot lower it (no CAP_SYS_RESOURCE).
+        "oomScoreAdj": 0,
         "cgroupDriver": "cgroupfs",
         "containerRuntimeEndpoint": f"unix://{containerd_socket()}",
         "address": settings.NODE_IP,
@@ -145,6 +151,7 @@ def kube_proxy_config() -> dict:
         "apiVersion": "kubeproxy.config.k8s.io/v1alpha1",
         "kind": "KubeProxyConfiguration",
         "mode": "iptables",
+        "oomScoreAdj": 0,  # as the kubelet's: this host cannot lower it
         "clientConnection": {"kubeconfig": str(pki.kubeconfig("kube-proxy"))},
         "hostnameOverride": settings.NODE_NAME,
         "clusterCIDR": settings.POD_CIDR,
