@@ -170,6 +170,22 @@ def test_network_policy_is_enforced(cluster):
     components.kubectl("-n", NAMESPACE, "delete", "networkpolicy", "deny-ingress")
 
 
+def _outside_resolver() -> str:
+    for line in Path("/etc/resolv.conf").read_text().splitlines():
+        if line.startswith("nameserver"):
+            return line.split()[1]
+    return "192.0.2.1"
+
+
+def test_a_pod_reaches_nothing_outside_the_cluster(cluster):
+    """The attempts the capture below must not see: a pod asks for an outside name and calls the host's outside
+    resolver directly; both fail (pods have routes to the cluster's ranges only, and the guard drops the rest)."""
+    phase, log = _client("get-outside-name", "http://pypi.org/")
+    assert phase == "Failed", log
+    phase, log = _client("get-outside-address", f"http://{_outside_resolver()}:53/")
+    assert phase == "Failed", log
+
+
 def test_cluster_dns_answers_cluster_names_only(cluster):
     pod_ip = components.kubectl(
         "-n", "kube-system", "get", "pods", "-l", "k8s-app=kube-dns", "-o", "jsonpath={.items[0].status.podIP}"
