@@ -131,9 +131,10 @@ def ensure_tarballs() -> dict[str, Path]:
                     shutil.copy2(binary, Path(ctx) / binary.name)
                     (Path(ctx) / "Dockerfile").write_text(dockerfile)
                     tag = settings.image(name)
-                    subprocess.run(
-                        ["docker", "build", "--quiet", "-t", tag, ctx], env=env, check=True, stdout=subprocess.DEVNULL
-                    )
+                    # The legacy builder suffices for COPY into scratch; its output shows on failure only.
+                    built = subprocess.run(["docker", "build", "-t", tag, ctx], env=env, capture_output=True, text=True)
+                    if built.returncode != 0:
+                        raise proc.ClusterError(f"docker build of {tag} failed:\n{built.stdout}{built.stderr}")
                     tmp = path.with_suffix(".tmp")
                     subprocess.run(["docker", "save", "-o", str(tmp), tag], env=env, check=True)
                     tmp.replace(path)

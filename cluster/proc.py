@@ -25,9 +25,7 @@ def log_path(name: str) -> Path:
 
 
 def pid_file(name: str) -> Path:
-    d = settings.state("run")
-    d.mkdir(parents=True, exist_ok=True)
-    return d / f"{name}.pid"
+    return settings.state("run", f"{name}.pid")
 
 
 def tail(name: str, lines: int = 25) -> str:
@@ -56,6 +54,7 @@ def start(name: str, cmd: list[str], *, env: dict[str, str] | None = None) -> in
     if pid:
         return pid
     log = log_path(name)
+    pid_file(name).parent.mkdir(parents=True, exist_ok=True)
     full_env = {**os.environ, "PATH": f"{settings.BIN}:{os.environ.get('PATH', '')}", **(env or {})}
     with open(log, "ab") as out:
         out.write(f"\n=== {time.strftime('%Y-%m-%dT%H:%M:%S')} {' '.join(cmd)}\n".encode())
