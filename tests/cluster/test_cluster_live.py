@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import secrets
 import signal
 import subprocess
 import sys
@@ -22,6 +24,10 @@ from cluster import components, dns, down, host, settings
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="the cluster layer needs root")
 
 NAMESPACE = "smoke"
+# What a pod tries to reach outside: a name nobody else on this machine asks for, and a port nothing else uses,
+# so that any sight of either in the capture can only be the cluster's.
+PROBE_NAME = f"leak-probe-{secrets.token_hex(4)}.example.com"
+PROBE_PORT = 47
 SERVER = f"""
 apiVersion: v1
 kind: Namespace
@@ -109,17 +115,31 @@ def _outward_interface() -> str:
 
 @pytest.fixture(scope="module")
 def capture(tmp_path_factory):
-    """tcpdump on the outward interface for the whole layer: every packet to or from the cluster's ranges, and
-    every DNS packet (whose names the test reads)."""
+    """tcpdump on the outward interface for the whole layer: every packet to or from the cluster's ranges, every
+    DNS packet (whose names the test reads) and every packet of the probe port."""
     pcap = tmp_path_factory.mktemp("capture") / "outward.pcap"
     ranges = f"net {settings.POD_CIDR} or net {settings.SERVICE_CIDR}"
     tcpdump = subprocess.Popen(
-        ["tcpdump", "-i", _outward_interface(), "-nn", "-U", "-s", "512", "-w", str(pcap), f"{ranges} or port 53"],
+        [
+            "tcpdump",
+            "-i",
+            _outward_interface(),
+            "-nn",
+            "-U",
+            "-s",
+            "512",
+            "-w",
+            str(pcap),
+            f"{ranges} or port 53 or port {PROBE_PORT}",
+        ],
         stderr=subprocess.PIPE,
         text=True,
     )
     time.sleep(1)
     assert tcpdump.poll() is None, tcpdump.stderr.read()
+    # The control that shows the capture sees the outward DNS at all: the host looks up a package registry
+    # (what pip does anyway) through the outside resolver.
+    subprocess.run(["getent", "ahostsv4", "pypi.org"], capture_output=True, timeout=10)
     yield {"pcap": pcap, "process": tcpdump}
     if tcpdump.poll() is None:
         tcpdump.send_signal(signal.SIGINT)
@@ -180,9 +200,9 @@ def _outside_resolver() -> str:
 def test_a_pod_reaches_nothing_outside_the_cluster(cluster):
     """The attempts the capture below must not see: a pod asks for an outside name and calls the host's outside
     resolver directly; both fail (pods have routes to the cluster's ranges only, and the guard drops the rest)."""
-    phase, log = _client("get-outside-name", "http://pypi.org/")
+    phase, log = _client("get-outside-name", f"http://{PROBE_NAME}/")
     assert phase == "Failed", log
-    phase, log = _client("get-outside-address", f"http://{_outside_resolver()}:53/")
+    phase, log = _client("get-outside-address", f"http://{_outside_resolver()}:{PROBE_PORT}/")
     assert phase == "Failed", log
 
 
@@ -216,8 +236,13 @@ def test_no_packet_of_the_cluster_left_the_machine(capture):
     ).stdout.splitlines()
     prefixes = tuple(c.split(".0.0/")[0] + "." for c in (settings.POD_CIDR, settings.SERVICE_CIDR))
     of_ranges = [line for line in lines if any(f" {p}" in line for p in prefixes)]
-    cluster_names = [line for line in lines if settings.CLUSTER_DOMAIN in line or f"{NAMESPACE}.svc" in line]
-    print(f"\n{len(lines)} DNS or cluster-range packets on {_outward_interface()} during the layer")
+    names = [
+        line for line in lines if any(n in line for n in (settings.CLUSTER_DOMAIN, f"{NAMESPACE}.svc", PROBE_NAME))
+    ]
+    probe = [line for line in lines if re.search(rf"\.{PROBE_PORT}[: ]", line)]
+    print(f"\n{len(lines)} DNS, cluster-range or probe-port packets on {_outward_interface()} during the layer")
+    assert any("pypi.org" in line for line in lines), "the capture missed the host's own DNS lookup (the control)"
     assert of_ranges == []
-    assert cluster_names == []
+    assert names == []
+    assert probe == []
     assert Path(capture["pcap"]).exists()
