@@ -143,6 +143,7 @@ def kubelet_config() -> dict:
         "hairpinMode": "hairpin-veth",
         "maxPods": 110,
         "staticPodPath": "",
+        "podLogsDir": str(settings.state("pod-logs")),
     }
 
 

@@ -92,6 +92,7 @@ def leftovers() -> list[str]:
         if n.startswith(settings.IPSET_PREFIXES) and n not in before.get("ipsets", [])
     ]
     left += [f"cgroup {d}" for d in host.cgroup_dirs()]
+    left += [f"host file {p}" for p in host.host_files(before)] if before else []
     return left
 
 
@@ -126,6 +127,7 @@ def down() -> int:
         removed += host.remove_ipsets(before)
         removed += host.remove_network()
         removed += host.restore_sysctls(before)
+        removed += host.remove_host_files(before)
     for line in removed:
         print(f"  removed {line}")
     left = leftovers()

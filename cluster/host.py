@@ -29,6 +29,9 @@ SYSCTLS = (
     "vm/panic_on_oom",
 )
 TABLES = ("filter", "nat", "mangle", "raw")
+# Paths outside .state/cluster that the programs write to whatever their configuration says: the kubelet's
+# container-log symlinks and device-plugin socket, libcni's result cache, containerd's shim sockets.
+HOST_PATHS = ("/var/log/containers", "/var/lib/kubelet", "/var/lib/cni", "/run/containerd")
 GUARD = "TCL-GUARD"
 
 
@@ -77,6 +80,7 @@ def record() -> dict:
         "chains": {b: chains(b) for b in ("iptables", "ip6tables")},
         "ipsets": ipsets(),
         "sysctls": {k: sysctl_get(k) for k in SYSCTLS},
+        "paths": [p for p in HOST_PATHS if Path(p).exists()],
     }
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(snapshot, indent=2) + "\n")
@@ -267,3 +271,40 @@ def pod_processes() -> list[int]:
         with contextlib.suppress(OSError):
             pids.update(int(p) for p in (d / "cgroup.procs").read_text().split())
     return sorted(pids)
+
+
+def host_files(before: dict) -> list[Path]:
+    """The cluster's files in HOST_PATHS: symlinks to its pod logs, its CNI results, and each whole path that
+    did not exist before cluster-up."""
+    found: list[Path] = []
+    logs = str(settings.state("pod-logs"))
+    containers = Path("/var/log/containers")
+    if containers.is_dir():
+        found += [p for p in containers.iterdir() if p.is_symlink() and os.readlink(p).startswith(logs)]
+    results = Path("/var/lib/cni/results")
+    if results.is_dir():
+        ours = [p for p in results.iterdir() if p.name.startswith("tripclick-")]
+        sandboxes = {p.name.removeprefix("tripclick-").rsplit("-", 1)[0] for p in ours}
+        found += ours + [p for p in results.glob("cni-loopback-*") if p.name.split("-")[2] in sandboxes]
+    socket = Path("/var/lib/kubelet/device-plugins/kubelet.sock")
+    if socket.exists():
+        found.append(socket)
+    found += [Path(p) for p in HOST_PATHS if Path(p).exists() and p not in before.get("paths", HOST_PATHS)]
+    return found
+
+
+def remove_host_files(before: dict) -> list[str]:
+    removed = []
+    for p in host_files(before):
+        if p.is_dir() and not p.is_symlink():
+            # Only empty folders go: a socket or file someone else put there since keeps its folder.
+            for d, _, _ in sorted(os.walk(p), key=lambda w: -len(w[0])):
+                with contextlib.suppress(OSError):
+                    os.rmdir(d)
+            if not p.exists():
+                removed.append(f"folder {p}")
+        else:
+            with contextlib.suppress(FileNotFoundError):
+                p.unlink()
+                removed.append(f"file {p}")
+    return removed
