@@ -83,8 +83,8 @@ def _apply(text: str) -> None:
     )
 
 
-def _client(name: str, url: str) -> tuple[str, str]:
-    """Run `smoke get url` in a pod of its own; (its phase, its log)."""
+def _client(name: str, url: str, wait: str = "0s") -> tuple[str, str]:
+    """Run `smoke get url wait` in a pod of its own; (its phase, its log)."""
     pod = {
         "apiVersion": "v1",
         "kind": "Pod",
@@ -92,7 +92,12 @@ def _client(name: str, url: str) -> tuple[str, str]:
         "spec": {
             "restartPolicy": "Never",
             "containers": [
-                {"name": "get", "image": settings.image("smoke"), "imagePullPolicy": "Never", "args": ["get", url]}
+                {
+                    "name": "get",
+                    "image": settings.image("smoke"),
+                    "imagePullPolicy": "Never",
+                    "args": ["get", url, wait],
+                }
             ],
         },
     }
@@ -174,20 +179,29 @@ def test_node_is_ready(cluster):
 def test_deployment_is_reached_through_its_service_by_dns_name(cluster):
     _apply(SERVER)
     components.kubectl("-n", NAMESPACE, "rollout", "status", "deployment/web", "--timeout=120s", timeout=130)
-    phase, log = _client("get-by-name", f"http://web.{NAMESPACE}.svc.{settings.CLUSTER_DOMAIN}/")
+    # A Service is wired a moment after it is made (kube-proxy syncs at most once a second): tries for 20 s.
+    phase, log = _client("get-by-name", f"http://web.{NAMESPACE}.svc.{settings.CLUSTER_DOMAIN}/", "20s")
     assert phase == "Succeeded", log
-    assert log.startswith("smoke web-")
+    assert "smoke web-" in log
     # The short name goes through the pod's search path, as most clients use it.
-    phase, log = _client("get-by-short-name", "http://web/")
+    phase, log = _client("get-by-short-name", "http://web/", "20s")
     assert phase == "Succeeded", log
 
 
 def test_network_policy_is_enforced(cluster):
     _apply(DENY_INGRESS)
-    time.sleep(3)  # kube-router syncs its rules on the policy event
-    phase, log = _client("get-denied", f"http://web.{NAMESPACE}.svc.{settings.CLUSTER_DOMAIN}/")
-    assert phase == "Failed", log
+    # kube-router applies a new policy within a few seconds; a client that still got through came too early.
+    outcomes = []
+    for attempt in range(4):
+        phase, log = _client(f"get-denied-{attempt}", f"http://web.{NAMESPACE}.svc.{settings.CLUSTER_DOMAIN}/")
+        outcomes.append(phase)
+        if phase == "Failed":
+            break
+        time.sleep(3)
+    assert outcomes[-1] == "Failed", f"every client got through the policy: {outcomes}; last log: {log}"
     components.kubectl("-n", NAMESPACE, "delete", "networkpolicy", "deny-ingress")
+    phase, log = _client("get-allowed-again", f"http://web.{NAMESPACE}.svc.{settings.CLUSTER_DOMAIN}/", "20s")
+    assert phase == "Succeeded", log
 
 
 def _outside_resolver() -> str:

@@ -1,5 +1,6 @@
 // Command smoke is the cluster smoke test's workload: `smoke serve :8080` answers every HTTP request with the
-// pod's name, and `smoke get URL` prints what one request to URL returns (exit 1 on any failure). A static
+// pod's name, and `smoke get URL [WAIT]` prints what a request to URL returns, trying again for up to WAIT (a
+// Go duration; a new Service or pod takes a moment to be wired) and exiting 1 if no try succeeds. A static
 // stdlib-only binary, so its image is FROM scratch and the test needs no base image.
 package main
 
@@ -53,6 +54,22 @@ func get(url string) error {
 	return err
 }
 
+func getWithin(url, wait string) error {
+	patience, err := time.ParseDuration(wait)
+	if err != nil {
+		return err
+	}
+	deadline := time.Now().Add(patience)
+	for {
+		err = get(url)
+		if err == nil || time.Now().After(deadline) {
+			return err
+		}
+		fmt.Fprintln(os.Stderr, "smoke: trying again:", err)
+		time.Sleep(500 * time.Millisecond)
+	}
+}
+
 func main() {
 	var err error
 	switch {
@@ -60,8 +77,10 @@ func main() {
 		err = serve(os.Args[2])
 	case len(os.Args) == 3 && os.Args[1] == "get":
 		err = get(os.Args[2])
+	case len(os.Args) == 4 && os.Args[1] == "get":
+		err = getWithin(os.Args[2], os.Args[3])
 	default:
-		err = fmt.Errorf("usage: smoke serve ADDR | smoke get URL")
+		err = fmt.Errorf("usage: smoke serve ADDR | smoke get URL [WAIT]")
 	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "smoke:", err)
