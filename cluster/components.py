@@ -175,7 +175,9 @@ def _kube_router() -> list[str]:
         "--enable-ipv6=false",
         f"--hostname-override={settings.NODE_NAME}",
         f"--service-cluster-ip-range={settings.SERVICE_CIDR}",
-        f"--health-port={settings.PORTS['kube-router-health']}",
+        # Its health and metrics servers can only listen on every interface: off. It counts as up once its
+        # policy chain is in place.
+        "--health-port=0",
         "--metrics-port=0",
     ]
 
@@ -217,6 +219,6 @@ COMPONENTS = [
     Component(
         "kube-router",
         _kube_router,
-        lambda: _http_ok(f"http://127.0.0.1:{settings.PORTS['kube-router-health']}/healthz"),
+        lambda: subprocess.run(["iptables", "-n", "-L", "KUBE-ROUTER-FORWARD"], capture_output=True).returncode == 0,
     ),
 ]

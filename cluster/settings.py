@@ -43,7 +43,6 @@ PORTS = {
     "kubelet-healthz": 11248,
     "kube-proxy-healthz": 11256,
     "kube-proxy-metrics": 11249,
-    "kube-router-health": 11244,
 }
 
 # Chain and ipset name prefixes that the cluster's programs create on the host: cluster-down removes those
