@@ -86,6 +86,7 @@ def leftovers() -> list[str]:
             left += [
                 f"{binary} {table} chain {n}" for n in names if n.startswith(settings.CHAIN_PREFIXES) and n not in old
             ]
+    left += [f"rule {r}" for r in host.rules_of_ours() if r not in before.get("rules", [])]
     left += [
         f"ipset {n}"
         for n in host.ipsets()

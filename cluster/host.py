@@ -79,6 +79,7 @@ def record() -> dict:
     snapshot = {
         "chains": {b: chains(b) for b in ("iptables", "ip6tables")},
         "ipsets": ipsets(),
+        "rules": rules_of_ours(),
         "sysctls": {k: sysctl_get(k) for k in SYSCTLS},
         "paths": [p for p in HOST_PATHS if Path(p).exists()],
     }
@@ -172,6 +173,19 @@ def remove_chains(before: dict) -> list[str]:
                 if run(binary, "-t", table, "-X", c, check=False).returncode == 0:
                     removed.append(f"{binary} {table} {c}")
     return removed
+
+
+def rules_of_ours() -> list[str]:
+    """Rules anywhere that name the bridge, a cluster range or a chain with a cluster prefix."""
+    marks = (settings.BRIDGE, settings.POD_CIDR, settings.SERVICE_CIDR, *settings.CHAIN_PREFIXES)
+    found = []
+    for binary in ("iptables", "ip6tables"):
+        for table in TABLES:
+            dump = run(f"{binary}-save", "-t", table, check=False).stdout
+            found += [
+                f"{binary} {table}: {r}" for r in dump.splitlines() if r.startswith("-A") and any(m in r for m in marks)
+            ]
+    return found
 
 
 def _split(spec: str) -> list[str]:
